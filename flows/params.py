@@ -1,0 +1,71 @@
+"""Typed flow parameters: they render as a form in the Prefect UI and validate CLI input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from gan.evaluate import EvalConfig
+from gan.features import ClassifierConfig
+from gan.train import TrainConfig
+from ganvirt.gates import Gate
+
+
+class TrainParams(BaseModel):
+    model: str = Field("mlp", description="generator family: 'mlp' (the seed GAN)")
+    steps: int = Field(8_000, ge=1, le=10_000_000, description="generator updates")
+    batch_size: int = Field(128, ge=1, le=65_536, description="images per step")
+    lr: float = Field(2e-4, gt=0, le=1, description="Adam learning rate, both networks")
+    ema_beta: float = Field(0.999, ge=0, lt=1, description="EMA decay of the served generator (0: off)")
+    seed: int = Field(0, ge=0, description="fixes weights, batches and noise")
+    conditional: bool | None = Field(None, description="label-conditional; default: when the source has labels")
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(batch_size=self.batch_size, steps=self.steps, lr=self.lr,
+                           ema_beta=self.ema_beta, seed=self.seed)
+
+
+class EvalParams(BaseModel):
+    classifier_steps: int = Field(600, ge=1, le=1_000_000, description="budget of the extractor / TSTR / TRTR classifier")
+    seed: int = Field(0, ge=0, description="seeds of the evaluation samples and classifiers")
+
+    def config(self) -> EvalConfig:
+        return EvalConfig(ClassifierConfig(steps=self.classifier_steps, seed=self.seed), seed=self.seed)
+
+
+class GateParams(BaseModel):
+    max_fid_ratio: float = Field(Gate.max_fid_ratio, gt=0, description="fid_like must be at most this times fid_like_floor")
+    min_tstr_accuracy: float = Field(Gate.min_tstr_accuracy, ge=0, le=1, description="conditional runs: minimum tstr_accuracy")
+
+    def gate(self) -> Gate:
+        return Gate(self.max_fid_ratio, self.min_tstr_accuracy)
+
+
+class PublishParams(BaseModel):
+    n: int = Field(10_000, ge=1, le=10_000_000, description="images in the published dataset")
+    seed: int = Field(0, ge=0, description="image i uses seed + i")
+
+
+class VirtualizeParams(BaseModel):
+    source: str = Field("digits", description="'digits', an IDX folder/files/URLs, an image folder or an .npz")
+    name: str | None = Field(None, description="dataset name (default: derived from the source)")
+    holdout: float = Field(0.2, gt=0, lt=1, description="share of the real data held out for evaluation")
+    train: TrainParams = TrainParams()
+    evaluation: EvalParams = EvalParams()
+    gate: GateParams = GateParams()
+    publication: PublishParams = PublishParams()
+
+    def dataset_name(self) -> str:
+        return self.name or name_from_source(self.source)
+
+
+def name_from_source(source: str) -> str:
+    """``digits`` → digits; ``../data/mnist/`` → mnist; ``x/faces.npz`` → faces; IDX files → prefix."""
+    first = source.split(",")[0].rstrip("/")
+    stem = Path(first.rsplit("/", 1)[-1]).name
+    stem = re.sub(r"(-(images|labels)-idx\d-ubyte)?(\.gz)?$", "", stem)
+    stem = re.sub(r"\.npz$", "", stem)
+    slug = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
+    return slug[:63] or "dataset"

@@ -1,0 +1,40 @@
+"""The ``virtualize`` flow: ingest → train → evaluate → register → publish, one way."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.params import VirtualizeParams
+from ganvirt.settings import check_name
+from tasks.evaluate import evaluate
+from tasks.ingest import ingest
+from tasks.publish import publish
+from tasks.register import register
+from tasks.train import train_gan
+
+
+def _run_name() -> str:
+    p = flow_run.parameters.get("p") or {}
+    p = p if isinstance(p, dict) else p.model_dump()
+    seed = (p.get("train") or {}).get("seed", 0)
+    return f"{p.get('name') or p.get('source', 'digits')} · seed {seed}"
+
+
+@flow(name="virtualize", log_prints=True, flow_run_name=_run_name)
+def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
+    """Turn a real source into a published synthetic dataset and a champion generator.
+
+    Returns a summary: metrics, registered model version, dataset folder. A failed quality gate
+    fails the run (nothing published, champion unchanged).
+    """
+    name = check_name(p.dataset_name())
+    gate = p.gate.gate()
+    snapshot = ingest(p.source, p.holdout)
+    checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional)
+    report = evaluate(checkpoint, snapshot, p.evaluation.config())
+    version = register(checkpoint, report, name, gate)
+    folder = publish(version, report, snapshot, gate, p.publication.n, p.publication.seed)
+    return {"name": name, "metrics": report.metrics, "model": version.model,
+            "version": version.version, "alias": "champion", "run_id": version.run_id,
+            "dataset": folder}

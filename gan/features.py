@@ -1,0 +1,131 @@
+"""A small CNN that is both the FID-like feature extractor and the TSTR/TRTR classifier.
+
+Trained on the real train split of a snapshot: with labels it learns the classes; without them
+it learns which of four flips (none, horizontal, vertical, both) was applied, a self-supervised
+task that works for any image shape. The penultimate layer (``feature_dim`` wide) gives the
+features. The same architecture, budget and seed score utility: TRTR trains it on real train
+data, TSTR on synthetic data, and both test on the real holdout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    steps: int = 600         # optimiser steps (a fixed budget, whatever the data size)
+    batch_size: int = 64     # images per step
+    lr: float = 1e-3         # Adam
+    feature_dim: int = 128   # width of the feature layer
+    seed: int = 0            # fixes init and batches
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SmallCNN(nn.Module):
+    """uint8-scaled images (B, C, H, W) in [0, 1] → logits (B, num_outputs)."""
+
+    def __init__(self, channels: int, num_outputs: int, feature_dim: int = 128):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),                     # (B, 64, 4, 4) for any input size
+            nn.Flatten(),
+            nn.Linear(64 * 16, feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, num_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+FLIPS = 4  # self-supervised targets: identity, flip W, flip H, flip both
+
+
+def _flip(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Apply flip k[i] ∈ {0, 1, 2, 3} to image i."""
+    out = x.clone()
+    w, h = (k % 2 == 1), (k >= 2)
+    out[w] = out[w].flip(-1)
+    out[h] = out[h].flip(-2)
+    return out
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray | None, num_classes: int,
+                     cfg: ClassifierConfig = ClassifierConfig()) -> SmallCNN:
+    """Train a SmallCNN on uint8 (N, C, H, W) images; self-supervised flips when labels is None."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    outputs = num_classes if labels is not None else FLIPS
+    model = SmallCNN(images.shape[1], outputs, cfg.feature_dim)
+    _init(model, gen)
+    x_all = torch.from_numpy(np.ascontiguousarray(images))
+    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)) if labels is not None else None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model.train()
+    for _ in range(cfg.steps):
+        idx = torch.randint(len(x_all), (cfg.batch_size,), generator=gen)
+        x = x_all[idx].float() / 255.0
+        if y_all is not None:
+            y = y_all[idx]
+        else:
+            y = torch.randint(FLIPS, (cfg.batch_size,), generator=gen)
+            x = _flip(x, y)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval().requires_grad_(False)
+
+
+def _init(model: nn.Module, gen: torch.Generator) -> None:
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            with torch.no_grad():
+                m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)  # He init for ReLU
+                m.bias.zero_()
+
+
+@torch.no_grad()
+def extract(model: SmallCNN, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 (N, C, H, W) → float64 features (N, feature_dim)."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).float() / 255.0
+        out.append(model.features(x).double().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.head.in_features))
+
+
+@torch.no_grad()
+def accuracy(model: SmallCNN, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    """Share of ``images`` whose arg-max class equals ``labels``."""
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).float() / 255.0
+        pred = model(x).argmax(1).numpy()
+        correct += int((pred == labels[start:start + batch_size]).sum())
+    return correct / max(1, len(images))
+
+
+def state_hash(model: nn.Module) -> str:
+    """sha256 of the weights, so that scores from different extractors are never compared."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        buf = io.BytesIO()
+        np.save(buf, tensor.detach().cpu().numpy(), allow_pickle=False)
+        digest.update(buf.getvalue())
+    return digest.hexdigest()

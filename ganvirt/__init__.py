@@ -1,0 +1,1 @@
+"""ganvirt: GAN data virtualization (CLI, settings, sources, snapshots, gates)."""

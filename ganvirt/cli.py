@@ -1,0 +1,156 @@
+"""The ``ganvirt`` command line: run the flow, list, pull and sample synthetic datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ganvirt import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings.configure_environment()
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("ganvirt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; the flow run's log keeps the traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"ganvirt: error: {message}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganvirt", description=(
+        "GAN data virtualization: train a GAN on real data, evaluate it, register the generator "
+        "in MLflow and publish a synthetic dataset. State lives under GANVIRT_HOME (default ./.ganvirt)."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the whole flow once (ingest, train, evaluate, register, publish)",
+                         description="Run the virtualize flow once on a source and publish the result if every gate passes.")
+    run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
+    run.add_argument("--name", help="dataset name (default: derived from the source)")
+    run.add_argument("--steps", type=int, default=8_000, help="generator updates (default 8000)")
+    run.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
+                     help="label-conditional generator (default: when the source has labels)")
+    run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
+    run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
+    run.add_argument("--max-fid-ratio", type=float, help="gate: fid_like at most this times fid_like_floor")
+    run.add_argument("--min-tstr", type=float, help="gate: minimum tstr_accuracy for conditional runs")
+    run.set_defaults(func=cmd_run)
+
+    ds = sub.add_parser("datasets", help="list published datasets and versions with headline metrics",
+                        description="List published datasets (or the versions of one) with headline metrics.")
+    ds.add_argument("name", nargs="?", help="show the versions of this dataset only")
+    ds.set_defaults(func=cmd_datasets)
+
+    pull = sub.add_parser("pull", help="copy a published dataset version and verify every file",
+                          description="Copy NAME[@VERSION] (default: latest) to DIR/NAME/VERSION and verify each sha256.")
+    pull.add_argument("ref", metavar="NAME[@VERSION]")
+    pull.add_argument("--to", required=True, type=Path, help="destination folder")
+    pull.set_defaults(func=cmd_pull)
+
+    smp = sub.add_parser("sample", help="sample images on demand from a registered generator",
+                         description="Sample from models:/NAME-generator@ALIAS (default alias champion); image i uses seed S+i.")
+    smp.add_argument("ref", metavar="NAME[@ALIAS]")
+    smp.add_argument("-n", type=int, default=100, help="number of images (default 100)")
+    smp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    smp.add_argument("--label", type=int, help="class of every image (conditional models; default: balanced)")
+    smp.add_argument("--out", required=True, type=Path, help="output .npz (images, labels, seeds)")
+    smp.set_defaults(func=cmd_sample)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.params import GateParams, PublishParams, TrainParams, VirtualizeParams
+    from flows.virtualize import virtualize
+
+    gate = {k: v for k, v in {"max_fid_ratio": args.max_fid_ratio,
+                              "min_tstr_accuracy": args.min_tstr}.items() if v is not None}
+    p = VirtualizeParams(
+        source=args.source, name=args.name, holdout=args.holdout,
+        train=TrainParams(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                          conditional=args.conditional),
+        gate=GateParams(**gate), publication=PublishParams(n=args.publish_n))
+    settings.check_name(p.dataset_name())
+    state = virtualize(p, return_state=True)
+    result = state.result()  # re-raises the failing task's exception
+    print("\nmetrics:")
+    for key, value in result["metrics"].items():
+        print(f"  {key:16s} {value:.4f}")
+    print(f"model:   models:/{result['model']}/{result['version']} (alias {result['alias']}), run {result['run_id']}")
+    print(f"dataset: {result['dataset']}")
+    print(f"pull it: ganvirt pull {result['name']}@{Path(result['dataset']).name} --to ./data")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    import catalog
+
+    root = settings.catalog_root()
+    names = [args.name] if args.name else catalog.names(root)
+    if args.name and not catalog.versions_of(root / args.name):
+        raise catalog.CatalogError(f"no published dataset {args.name!r} in {root}")
+    if not names:
+        print(f"no published datasets in {root} (run 'ganvirt run' first)")
+        return 0
+    print(f"{'dataset':24s} {'ver':>4s} {'created':25s} {'images':>8s} {'fid_like':>9s} {'floor':>8s} {'tstr':>6s} {'trtr':>6s}  generator")
+    for name in names:
+        for v in catalog.versions_of(root / name):
+            m = catalog.manifest(root / name / str(v))
+            met = m.get("metrics", {})
+            fmt = lambda k, w: f"{met[k]:{w}.3f}" if k in met else f"{'-':>{w}s}"  # noqa: E731
+            gen = m.get("generator", {})
+            print(f"{name:24s} {v:>4d} {m['created']:25s} {m['shape'][0]:>8d} {fmt('fid_like', 9)} "
+                  f"{fmt('fid_like_floor', 8)} {fmt('tstr_accuracy', 6)} {fmt('trtr_accuracy', 6)}  "
+                  f"{gen.get('model', '?')} v{gen.get('version', '?')}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    import catalog
+
+    folder = catalog.pull(settings.catalog_root(), args.ref, args.to)
+    m = catalog.manifest(folder)
+    print(f"pulled {m['name']}@{m['version']} to {folder} ({len(m['files'])} files verified)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    name, _, alias = args.ref.partition("@")
+    settings.check_name(name)
+    if args.n < 1:
+        raise ValueError(f"-n {args.n}: expected a positive number of images")
+    uri = f"models:/{name}-generator@{alias or 'champion'}"
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    model = mlflow.pyfunc.load_model(uri)
+    cols = [c.name for c in model.metadata.get_input_schema().inputs]
+    seeds = args.seed + np.arange(args.n, dtype=np.int64)
+    frame = pd.DataFrame({"seed": seeds})
+    labels = None
+    if "label" in cols:
+        labels = (np.full(args.n, args.label, dtype=np.int64) if args.label is not None
+                  else np.arange(args.n, dtype=np.int64) % model.unwrap_python_model().G.cfg.num_classes)
+        frame["label"] = labels
+    elif args.label is not None:
+        raise ValueError(f"{uri} is unconditional: --label does not apply")
+    images = model.predict(frame)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"images": images, "seeds": seeds} | ({"labels": labels} if labels is not None else {})
+    np.savez_compressed(args.out, **arrays)
+    print(f"wrote {len(images)} images {tuple(images.shape[1:])} from {uri} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

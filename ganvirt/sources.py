@@ -1,0 +1,262 @@
+"""Readers for every source kind; each returns uint8 images (N, C, H, W) and optional labels.
+
+Source strings: ``digits`` (scikit-learn's bundled 8x8 digits); an MNIST-style IDX folder, or
+comma-separated IDX files or http(s) URLs (``.gz`` or raw); a folder of images with one
+sub-folder per class; an ``.npz`` with ``images`` and optional ``labels``. Every problem is a
+``SourceError`` whose message names the file or field and what was expected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+MAX_IDX_BYTES = 1 << 31          # refuse forged headers that would allocate more than 2 GiB
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IDX_RE = re.compile(r"^(?P<prefix>.+?)-(?P<kind>images|labels)-idx(?P<ndim>\d)-ubyte(\.gz)?$")
+
+
+class SourceError(ValueError):
+    """A source that cannot be read; the message says which file or field and why."""
+
+
+@dataclass
+class RawData:
+    images: np.ndarray                       # uint8 (N, C, H, W)
+    labels: np.ndarray | None                # int64 (N,) or None
+    classes: list[str] | None = None         # class names, index = label
+    notes: list[str] = field(default_factory=list)  # things worth a log line (skipped files)
+
+
+def read(source: str, downloads: Path) -> RawData:
+    """Read any supported source; http(s) files are fetched once into ``downloads``."""
+    if source == "digits":
+        return read_digits()
+    parts = [p.strip() for p in source.split(",") if p.strip()]
+    if len(parts) > 1 or is_url(source):
+        return read_idx_files([fetch(p, downloads) if is_url(p) else Path(p) for p in parts])
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise SourceError(f"source {source!r}: no such file or folder (expected 'digits', an IDX "
+                          "folder or files, an image folder, an .npz, or an http(s) URL)")
+    if path.is_file() and path.suffix == ".npz":
+        return read_npz(path)
+    if path.is_file():
+        return read_idx_files([path])
+    if any(IDX_RE.match(p.name) for p in path.iterdir()):
+        return read_idx_files(sorted(p for p in path.iterdir() if p.is_file()))
+    return read_image_folder(path)
+
+
+def is_url(s: str) -> bool:
+    return s.startswith(("http://", "https://"))
+
+
+def fetch(url: str, downloads: Path, timeout: float = 30.0) -> Path:
+    """Download ``url`` once into ``downloads`` (keyed by the URL) and return the local file."""
+    name = url.rstrip("/").rsplit("/", 1)[-1] or "download"
+    target = downloads / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out)
+    except urllib.error.HTTPError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        raise SourceError(f"{url}: cannot fetch ({reason})") from None
+    os.replace(tmp, target)
+    return target
+
+
+def read_digits() -> RawData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]  # 0..16 → 0..255
+    return RawData(images, d.target.astype(np.int64), [str(i) for i in range(10)])
+
+
+# ---------------------------------------------------------------- IDX (MNIST-style)
+
+def _open_stream(path: Path) -> io.BufferedIOBase:
+    raw = open(path, "rb")
+    head = raw.read(2)
+    raw.seek(0)
+    return gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (gzip or raw) of unsigned bytes → numpy array of its declared shape."""
+    try:
+        with _open_stream(path) as f:
+            header = f.read(4)
+            if len(header) < 4 or header[:2] != b"\x00\x00":
+                raise SourceError(f"{path}: not an IDX file (bad magic {header.hex() or 'empty'})")
+            if header[2] != 0x08:
+                raise SourceError(f"{path}: IDX data type 0x{header[2]:02x} unsupported (expected 0x08, unsigned byte)")
+            ndim = header[3]
+            if not 1 <= ndim <= 4:
+                raise SourceError(f"{path}: IDX with {ndim} dimensions (expected 1 to 4)")
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise SourceError(f"{path}: truncated IDX header")
+            dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
+            size = int(np.prod(dims, dtype=np.int64)) if dims else 0
+            if size > MAX_IDX_BYTES:
+                raise SourceError(f"{path}: IDX header declares {dims} ({size} bytes), over the {MAX_IDX_BYTES}-byte limit")
+            data = f.read(size)
+            if len(data) < size:
+                raise SourceError(f"{path}: truncated IDX data ({len(data)} of {size} bytes for shape {dims})")
+            if f.read(1):
+                raise SourceError(f"{path}: trailing bytes after the IDX data of shape {dims}")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise SourceError(f"{path}: cannot read ({exc})") from None
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def read_idx_files(paths: list[Path]) -> RawData:
+    """Pair ``PREFIX-images-idx3-ubyte`` with ``PREFIX-labels-idx1-ubyte``; concatenate the pairs.
+
+    An image file without labels (or labels without images) is skipped with a note.
+    """
+    groups: dict[str, dict[str, Path]] = {}
+    notes: list[str] = []
+    for p in paths:
+        m = IDX_RE.match(p.name)
+        if not m:
+            if p.name.startswith("."):
+                continue
+            raise SourceError(f"{p}: not an IDX file name (expected PREFIX-images-idx3-ubyte[.gz] "
+                              "or PREFIX-labels-idx1-ubyte[.gz])")
+        groups.setdefault(m["prefix"], {})[m["kind"]] = p
+    images, labels = [], []
+    for prefix in sorted(groups):
+        pair = groups[prefix]
+        if set(pair) != {"images", "labels"}:
+            (kind, lone), = pair.items()
+            notes.append(f"skipped {lone.name}: no matching {prefix}-{'labels' if kind == 'images' else 'images'} file")
+            continue
+        x, y = read_idx(pair["images"]), read_idx(pair["labels"])
+        if x.ndim != 3:
+            raise SourceError(f"{pair['images']}: expected a 3-d IDX (N, H, W), got shape {x.shape}")
+        if y.ndim != 1:
+            raise SourceError(f"{pair['labels']}: expected a 1-d IDX (N,), got shape {y.shape}")
+        if len(x) != len(y):
+            raise SourceError(f"{pair['images'].name} has {len(x)} images but {pair['labels'].name} has {len(y)} labels")
+        images.append(x[:, None])
+        labels.append(y.astype(np.int64))
+    if not images:
+        raise SourceError(f"no complete IDX image/label pair among {[p.name for p in paths]}")
+    shapes = {x.shape[1:] for x in images}
+    if len(shapes) > 1:
+        raise SourceError(f"IDX pairs have different image shapes {sorted(shapes)}")
+    return RawData(np.concatenate(images), np.concatenate(labels), None, notes)
+
+
+# ---------------------------------------------------------------- NPZ
+
+def read_npz(path: Path) -> RawData:
+    """``images``: uint8 (N,H,W), (N,H,W,C) or (N,C,H,W), or float in [0, 1]; ``labels``: ints."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z.files:
+                raise SourceError(f"{path}: no 'images' array (found {z.files})")
+            images = z["images"]
+            labels = z["labels"] if "labels" in z.files else None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"{path}: not a readable .npz ({exc})") from None
+    return RawData(_to_nchw_uint8(images, f"{path}: images"), _check_labels(labels, len(images), f"{path}: labels"))
+
+
+def _to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    elif not (x.ndim == 4 and x.shape[1] in (1, 3)):
+        raise SourceError(f"{what}: shape {x.shape}, expected (N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise SourceError(f"{what}: contains NaN or infinite values")
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise SourceError(f"{what}: float values must lie in [0, 1], found [{x.min():g}, {x.max():g}]")
+        return np.round(x * 255).astype(np.uint8)
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise SourceError(f"{what}: integer values must lie in [0, 255], found [{x.min()}, {x.max()}]")
+        return x.astype(np.uint8)
+    raise SourceError(f"{what}: dtype {x.dtype}, expected uint8, integers or floats in [0, 1]")
+
+
+def _check_labels(y: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
+    if y is None:
+        return None
+    if not np.issubdtype(y.dtype, np.integer):
+        raise SourceError(f"{what}: dtype {y.dtype}, expected integers")
+    if y.shape != (n,):
+        raise SourceError(f"{what}: shape {y.shape}, expected ({n},), one per image")
+    if n and y.min() < 0:
+        raise SourceError(f"{what}: negative label {y.min()}, expected 0..K-1")
+    return y.astype(np.int64)
+
+
+# ---------------------------------------------------------------- image folder
+
+def read_image_folder(root: Path, loader: Callable[[Path], np.ndarray] | None = None) -> RawData:
+    """``root/CLASS/*.png|jpg``: one sub-folder per class, all images of one size and mode."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise SourceError(f"{root}: no class sub-folders (expected ROOT/CLASS/IMAGE.png)")
+    loader = loader or _load_image
+    images, labels, first = [], [], None
+    for k, cls in enumerate(classes):
+        for p in sorted((root / cls).iterdir()):
+            if p.name.startswith(".") or p.is_dir():
+                continue
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise SourceError(f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})")
+            arr = loader(p)
+            if first is None:
+                first = (p, arr.shape)
+            elif arr.shape != first[1]:
+                raise SourceError(f"{p}: shape {arr.shape} differs from {first[0].name}'s {first[1]} (one size and mode per folder)")
+            images.append(arr)
+            labels.append(k)
+    if not images:
+        raise SourceError(f"{root}: class folders hold no images")
+    return RawData(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+
+
+def _load_image(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            if im.mode not in ("L", "RGB"):
+                raise SourceError(f"{p}: image mode {im.mode}, expected L (grayscale) or RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SourceError(f"{p}: unreadable image ({exc})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)

@@ -1,0 +1,35 @@
+"""Ingest: read a source, validate it, cache a fingerprinted snapshot with its train/holdout split."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+
+from ganvirt import settings, snapshots, sources
+from ganvirt.snapshots import Snapshot
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=lambda task, run, state: _is_network_error(state))
+def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0) -> Snapshot:
+    """Read ``source`` and return its snapshot; the same content is never written twice."""
+    logger = get_run_logger()
+    raw = sources.read(source, settings.home() / "downloads")
+    for note in raw.notes:
+        logger.warning("%s: %s", source, note)
+    snap, created = snapshots.create(raw, source, settings.snapshot_root(), holdout, split_seed)
+    verb = "wrote" if created else "reusing cached"
+    logger.info("%s snapshot %s: %d images %s, %d classes, %d train / %d holdout",
+                verb, snap.fingerprint[:16], snap.num_images, snap.shape, snap.num_classes,
+                snap.num_train, snap.num_holdout)
+    return snap
+
+
+def _is_network_error(state) -> bool:
+    """Retry fetches that failed on the network, never bad content."""
+    try:
+        state.result()
+    except sources.SourceError as exc:
+        return "cannot fetch" in str(exc) or ": HTTP 5" in str(exc)
+    except Exception:
+        return False
+    return False

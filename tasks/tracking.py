@@ -1,0 +1,35 @@
+"""MLflow plumbing shared by the tasks: one experiment per dataset, model names, run handles."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from ganvirt import settings
+
+
+def model_name(name: str) -> str:
+    return f"{name}-generator"
+
+
+def experiment_id(name: str) -> str:
+    """The experiment of dataset ``name``, created on first use.
+
+    Embedded (SQLite) stores get an explicit artifact location under ``GANVIRT_HOME``; a tracking
+    server chooses its own (proxied) location.
+    """
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if settings.tracking_uri().startswith("sqlite:"):
+        location = (settings.artifact_root() / name).as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created concurrently by another run
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def client() -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri())
