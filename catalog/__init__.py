@@ -1,6 +1,16 @@
 """The published-dataset catalog (no Prefect, no MLflow): store, manifests, pull, load."""
 
-from catalog.store import CatalogError, manifest, names, parse_ref, publish, pull, resolve, verify, versions_of
+from catalog.store import (
+    CatalogError,
+    manifest,
+    names,
+    parse_ref,
+    publish,
+    pull,
+    resolve,
+    verify,
+    versions_of,
+)
 
 __all__ = ["CatalogError", "manifest", "names", "parse_ref", "publish", "pull", "resolve",
            "verify", "versions_of", "load"]

@@ -39,6 +39,7 @@ def publish(root: Path, name: str, write: Callable[[Path], None], manifest: dict
     base = Path(root) / name
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a published version is for every reader
     try:
         write(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
@@ -128,6 +129,7 @@ def pull(root: Path, ref: str, to: Path) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
+    os.chmod(tmp, 0o755)
     try:
         for p in src.iterdir():
             shutil.copy2(p, tmp / p.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.params import VirtualizeParams
+from flows.params import VirtualizeParams, name_from_source
 from ganvirt.settings import check_name
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
@@ -18,7 +18,8 @@ def _run_name() -> str:
     p = flow_run.parameters.get("p") or {}
     p = p if isinstance(p, dict) else p.model_dump()
     seed = (p.get("train") or {}).get("seed", 0)
-    return f"{p.get('name') or p.get('source', 'digits')} · seed {seed}"
+    name = p.get("name") or name_from_source(p.get("source") or "digits")
+    return f"{name} · seed {seed}"
 
 
 @flow(name="virtualize", log_prints=True, flow_run_name=_run_name)

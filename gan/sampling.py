@@ -49,7 +49,7 @@ def sample_seeds(G: nn.Module, seeds: np.ndarray, labels: np.ndarray | None = No
     was_training = G.training
     G.eval()
     z = noise_for_seeds(seeds, cfg.z_dim)
-    y = torch.from_numpy(labels) if labels is not None else None
+    y = torch.from_numpy(labels.copy()) if labels is not None else None
     out = np.empty((len(seeds), cfg.channels, cfg.height, cfg.width), dtype=np.uint8)
     for start in range(0, len(seeds), CHUNK):
         stop = min(start + CHUNK, len(seeds))

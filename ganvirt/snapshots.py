@@ -100,6 +100,7 @@ def create(raw: RawData, source: str, root: Path, holdout: float = 0.2, seed: in
     }
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    os.chmod(tmp, 0o755)
     try:
         arrays = {"images": raw.images, "train": train, "holdout": hold}
         if raw.labels is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import re
 import shutil
@@ -55,7 +56,7 @@ def read(source: str, downloads: Path) -> RawData:
     if path.is_file():
         return read_idx_files([path])
     if any(IDX_RE.match(p.name) for p in path.iterdir()):
-        return read_idx_files(sorted(p for p in path.iterdir() if p.is_file()))
+        return read_idx_files(sorted(p for p in path.iterdir() if p.is_file()), folder=True)
     return read_image_folder(path)
 
 
@@ -118,7 +119,7 @@ def read_idx(path: Path) -> np.ndarray:
             if len(dims_raw) < 4 * ndim:
                 raise SourceError(f"{path}: truncated IDX header")
             dims = [int.from_bytes(dims_raw[4 * i:4 * i + 4], "big") for i in range(ndim)]
-            size = int(np.prod(dims, dtype=np.int64)) if dims else 0
+            size = math.prod(dims)  # Python ints: a forged header cannot overflow
             if size > MAX_IDX_BYTES:
                 raise SourceError(f"{path}: IDX header declares {dims} ({size} bytes), over the {MAX_IDX_BYTES}-byte limit")
             data = f.read(size)
@@ -131,10 +132,11 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
-def read_idx_files(paths: list[Path]) -> RawData:
+def read_idx_files(paths: list[Path], folder: bool = False) -> RawData:
     """Pair ``PREFIX-images-idx3-ubyte`` with ``PREFIX-labels-idx1-ubyte``; concatenate the pairs.
 
-    An image file without labels (or labels without images) is skipped with a note.
+    An image file without labels (or labels without images) is skipped with a note; so is, in a
+    folder, a file that is not named like an IDX file (a README beside the data).
     """
     groups: dict[str, dict[str, Path]] = {}
     notes: list[str] = []
@@ -142,6 +144,9 @@ def read_idx_files(paths: list[Path]) -> RawData:
         m = IDX_RE.match(p.name)
         if not m:
             if p.name.startswith("."):
+                continue
+            if folder:
+                notes.append(f"skipped {p.name}: not an IDX file name")
                 continue
             raise SourceError(f"{p}: not an IDX file name (expected PREFIX-images-idx3-ubyte[.gz] "
                               "or PREFIX-labels-idx1-ubyte[.gz])")

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import mlflow
 import torch
-from prefect import get_run_logger, task
+from prefect import task
 
 from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor, score
 from gan.features import FLIPS, SmallCNN, state_hash
 from ganvirt import settings
 from ganvirt.snapshots import Snapshot
+from tasks.tracking import run_logger
 from tasks.train import CheckpointRef
 
 
@@ -60,7 +61,7 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
 @task(name="evaluate")
 def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig) -> Report:
     """Compute the FID-like score, its floor and (conditional) TSTR beside TRTR; log them to the run."""
-    logger = get_run_logger()
+    logger = run_logger()
     extractor, digest, trtr, cached = extractor_for(snapshot, cfg)
     logger.info("%s feature extractor %s", "reusing cached" if cached else "trained", digest[:16])
     G = checkpoint.load_generator(ckpt.path)

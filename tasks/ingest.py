@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import task
 
 from ganvirt import settings, snapshots, sources
 from ganvirt.snapshots import Snapshot
+from tasks.tracking import run_logger
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=lambda task, run, state: _is_network_error(state))
 def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0) -> Snapshot:
     """Read ``source`` and return its snapshot; the same content is never written twice."""
-    logger = get_run_logger()
+    logger = run_logger()
     raw = sources.read(source, settings.home() / "downloads")
     for note in raw.notes:
         logger.warning("%s: %s", source, note)

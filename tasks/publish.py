@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 from PIL import Image
-from prefect import get_run_logger, runtime, task
+from prefect import runtime, task
 
 import catalog
 from gan.sampling import balanced_labels, grid, sample_seeds
@@ -16,7 +16,7 @@ from ganvirt.gates import Gate
 from ganvirt.snapshots import Snapshot
 from tasks.evaluate import Report
 from tasks.register import ModelVersionRef
-from tasks.tracking import client
+from tasks.tracking import client, run_logger
 
 
 def load_generator(model: str, alias: str = "champion"):
@@ -33,6 +33,8 @@ def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None) -
     np.savez_compressed(folder / "data.npz", **arrays)
     order = np.argsort(labels[:100], kind="stable") if labels is not None else np.arange(min(100, len(images)))
     picture = grid(images[:100][order], nrow=10)
+    scale = max(1, 32 // images.shape[2])  # tiny images (8x8 digits) get blown up to be seen
+    picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
     Image.fromarray(picture.squeeze(-1) if picture.shape[-1] == 1 else picture).save(folder / "preview.png")
 
 
@@ -41,7 +43,7 @@ def publish(version: ModelVersionRef, report: Report, snapshot: Snapshot, gate: 
             n: int = 10_000, seed: int = 0) -> str:
     """Write ``n`` samples (class-balanced when conditional) of the champion as a new version of
     the dataset; image i uses seed ``seed + i``. Returns the version folder."""
-    logger = get_run_logger()
+    logger = run_logger()
     G, mv = load_generator(version.model, "champion")
     if str(mv.version) != version.version:
         raise RuntimeError(f"{version.model}: champion is version {mv.version}, not {version.version}; "

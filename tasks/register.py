@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
-from prefect import get_run_logger, task
+from prefect import task
 
 import gan
 from gan.models import ModelConfig
 from ganvirt import settings
 from ganvirt.gates import Gate, GateFailed
 from tasks.evaluate import Report
-from tasks.tracking import client, model_name
+from tasks.tracking import client, model_name, run_logger
 from tasks.train import CheckpointRef
 
 MODEL_CODE = Path(__file__).with_name("generator_model.py")
@@ -49,7 +49,7 @@ def example_input(model: ModelConfig) -> pd.DataFrame:
 def register(ckpt: CheckpointRef, report: Report, name: str, gate: Gate) -> ModelVersionRef:
     """Register the run's generator as ``<name>-generator`` with alias ``candidate``; move
     ``champion`` to it only if every gate passes, else raise ``GateFailed`` naming the failures."""
-    logger = get_run_logger()
+    logger = run_logger()
     mlflow.set_tracking_uri(settings.tracking_uri())
     model = ModelConfig(**ckpt.model)
     registered = model_name(name)

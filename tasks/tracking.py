@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 from mlflow.tracking import MlflowClient
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 
 from ganvirt import settings
 
@@ -33,3 +37,11 @@ def experiment_id(name: str) -> str:
 
 def client() -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri())
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run; a plain logger when a task is called as ``.fn``."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("ganvirt")

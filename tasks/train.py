@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import mlflow
 import torch
 from mlflow.entities import Metric
-from prefect import get_run_logger, task
+from prefect import task
 from tqdm.auto import tqdm
 
 from gan import checkpoint
@@ -16,7 +16,7 @@ from gan.models import ModelConfig
 from gan.train import TrainConfig, train
 from ganvirt import settings
 from ganvirt.snapshots import Snapshot
-from tasks.tracking import client, experiment_id
+from tasks.tracking import client, experiment_id, run_logger
 
 FLUSH_EVERY = 20  # reports per MLflow batch write: live curves without a write per step
 
@@ -33,7 +33,7 @@ class CheckpointRef:
 def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str = "mlp",
               conditional: bool | None = None, device: str = "cpu") -> CheckpointRef:
     """Train on the snapshot's train split; log params, losses and sample grids to MLflow."""
-    logger = get_run_logger()
+    logger = run_logger()
     if conditional is None:
         conditional = snapshot.num_classes >= 2
     if conditional and snapshot.num_classes < 2:

@@ -1,0 +1,39 @@
+# The two commands: `make run` (install if needed, then the whole flow on `digits`) and
+# `make test` (install if needed, then the test suite). Nothing else needs to be set up.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ganvirt-installed
+# pip on this kind of machine warns about every absent local index; keep its output readable
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test test-slow test-all lint clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU wheel, where none is installed: pyproject's honest range
+# (torch>=2.4) would otherwise make pip fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || ($(PY) -m pip install -q torch==2.13.0 2>&1 | $(QUIET_PIP))
+	$(PY) -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	@$(PY) -c "import torch, prefect, mlflow, ganvirt.cli" && touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/ganvirt run $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf .ganvirt .pytest_cache

@@ -1,0 +1,44 @@
+"""Test isolation: one throw-away GANVIRT_HOME per session, set before Prefect or MLflow load."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="ganvirt-test-"))
+os.environ["GANVIRT_HOME"] = str(_HOME)
+for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "GANVIRT_CATALOG_URL"):
+    os.environ.pop(key, None)
+
+from ganvirt import settings  # noqa: E402
+
+settings.configure_environment()
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def home() -> Path:
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real temporary Prefect server (and database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def digits_snapshot():
+    """The digits snapshot, created once under the session home."""
+    from ganvirt import snapshots, sources
+
+    snap, _ = snapshots.create(sources.read_digits(), "digits", settings.snapshot_root())
+    return snap

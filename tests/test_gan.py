@@ -1,0 +1,124 @@
+"""The GAN library: shapes, determinism, batch-independent sampling, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from gan import checkpoint
+from gan.models import ModelConfig, build
+from gan.sampling import balanced_labels, grid, sample, sample_seeds
+from gan.train import TrainConfig, train
+
+TINY = TrainConfig(steps=30, batch_size=16, log_every=10, grid_every=0)
+
+
+def toy_data(n=64, c=1, h=8, w=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return (torch.from_numpy(rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)),
+            torch.from_numpy(rng.integers(0, classes, n).astype(np.int64)))
+
+
+@pytest.mark.parametrize("shape,classes", [((1, 8, 8), 0), ((1, 28, 28), 10), ((3, 12, 10), 4)])
+def test_shapes(shape, classes):
+    cfg = ModelConfig(channels=shape[0], height=shape[1], width=shape[2], num_classes=classes)
+    G, D = build(cfg)
+    y = torch.zeros(5, dtype=torch.long) if classes else None
+    x = G(torch.randn(5, cfg.z_dim), y)
+    assert x.shape == (5, *shape) and 0 <= x.min() and x.max() <= 1
+    assert D(x, y).shape == (5,)
+
+
+def test_seed_architecture_is_faithful():
+    G, D = build(ModelConfig(channels=1, height=28, width=28))
+    g_lin = [m for m in G.modules() if isinstance(m, torch.nn.Linear)]
+    d_lin = [m for m in D.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in g_lin] == [(100, 128), (128, 128), (128, 784)]
+    assert [(m.in_features, m.out_features) for m in d_lin] == [(784, 128), (128, 128), (128, 1)]
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(ValueError, match=r"unknown model 'dcgn'; choose from \['mlp'\]"):
+        build(ModelConfig(kind="dcgn"))
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0)])
+def test_bad_train_config_names_the_field(field, value):
+    x, y = toy_data()
+    cfg = TrainConfig(**{**TINY.to_dict(), field: value})
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
+        train(cfg, ModelConfig(height=8, width=8, num_classes=3), x, y)
+
+
+def test_same_seed_same_weights_and_images():
+    x, y = toy_data()
+    cfg = ModelConfig(height=8, width=8, num_classes=3)
+    a = train(TINY, cfg, x, y)
+    b = train(TINY, cfg, x, y)
+    c = train(TrainConfig(**{**TINY.to_dict(), "seed": 1}), cfg, x, y)
+    for key, value in a.ema.state_dict().items():
+        assert torch.equal(value, b.ema.state_dict()[key]), key
+    assert not torch.equal(a.generator.net[0].weight, c.generator.net[0].weight)
+    labels = balanced_labels(10, 3)
+    np.testing.assert_array_equal(sample(a.ema, 10, 5, labels), sample(b.ema, 10, 5, labels))
+
+
+def test_training_reports_losses_and_grids():
+    x, y = toy_data()
+    seen, grids = [], []
+    train(TINY, ModelConfig(height=8, width=8, num_classes=3), x, y,
+          report=lambda k, v, s: seen.append((k, s)), report_grid=lambda p, s: grids.append((p.shape, s)))
+    assert ("loss_d", 10) in seen and ("loss_g", 30) in seen
+    assert grids and grids[-1][1] == 30 and grids[-1][0][-1] == 1
+
+
+def test_image_depends_only_on_its_seed():
+    G, _ = build(ModelConfig(height=8, width=8, num_classes=3), seed=3)
+    seeds = np.arange(100, 230)
+    labels = balanced_labels(len(seeds), 3)
+    together = sample_seeds(G, seeds, labels)
+    one_by_one = np.concatenate([sample_seeds(G, seeds[i:i + 1], labels[i:i + 1]) for i in range(len(seeds))])
+    np.testing.assert_array_equal(together, one_by_one)
+    # image i of sample(G, n, seed) is the image of seed + i, whatever n
+    np.testing.assert_array_equal(sample(G, 7, 100, labels[:7]), together[:7])
+    assert together.dtype == np.uint8 and together.shape == (130, 1, 8, 8)
+
+
+def test_sampling_checks_labels():
+    G, _ = build(ModelConfig(height=8, width=8, num_classes=3))
+    with pytest.raises(ValueError, match="conditional"):
+        sample(G, 2, 0)
+    with pytest.raises(ValueError, match="out of range"):
+        sample(G, 2, 0, np.array([0, 3]))
+    U, _ = build(ModelConfig(height=8, width=8))
+    with pytest.raises(ValueError, match="unconditional"):
+        sample(U, 2, 0, np.array([0, 1]))
+
+
+def test_checkpoint_roundtrip_is_plain_data(tmp_path):
+    x, y = toy_data()
+    cfg = ModelConfig(height=8, width=8, num_classes=3)
+    res = train(TINY, cfg, x, y)
+    path = tmp_path / "ckpt.pt"
+    checkpoint.save(path, cfg, res.ema, generator=res.generator, discriminator=res.discriminator,
+                    train=TINY.to_dict(), step=res.steps)
+    raw = torch.load(path, weights_only=True)  # no code inside: loads with weights_only
+    assert raw["format"] == 1 and raw["model"]["num_classes"] == 3 and raw["step"] == 30
+    G = checkpoint.load_generator(path)
+    labels = balanced_labels(8, 3)
+    np.testing.assert_array_equal(sample(G, 8, 0, labels), sample(res.ema, 8, 0, labels))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception):
+        checkpoint.load(tmp_path / "bad.pt")
+
+
+def test_ema_differs_from_raw_generator():
+    x, y = toy_data()
+    res = train(TINY, ModelConfig(height=8, width=8, num_classes=3), x, y)
+    assert not torch.equal(res.ema.net[0].weight, res.generator.net[0].weight)
+
+
+def test_grid_layout():
+    images = np.full((5, 1, 4, 4), 200, dtype=np.uint8)
+    pic = grid(images, nrow=3, pad=1)
+    assert pic.shape == (2 * 5 + 1, 3 * 5 + 1, 1)
+    assert pic[1:5, 1:5].min() == 200 and pic[0].max() == 0
