@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ganvirt-installed
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-slow test-all lint clean
+.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui
 
 install: $(STAMP)
 
@@ -37,3 +37,15 @@ lint: $(STAMP)
 
 clean:
 	rm -rf .ganvirt .pytest_cache
+
+# The two UIs over the embedded store (what `make run` wrote): no other setup.
+HOME_DIR := $(abspath $(or $(GANVIRT_HOME),.ganvirt))
+mlflow-ui: $(STAMP)
+	MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
+	  --artifacts-destination $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1
+
+prefect-ui: $(STAMP)
+	PREFECT_HOME=$(HOME_DIR)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	PREFECT_SERVER_UI_API_URL=http://127.0.0.1:4200/api \
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port 4200

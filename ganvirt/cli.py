@@ -19,9 +19,18 @@ def main(argv: list[str] | None = None) -> int:
         print("ganvirt: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line for the user; the flow run's log keeps the traceback
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"ganvirt: error: {message}", file=sys.stderr)
+        print(f"ganvirt: error: {one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def one_line(exc: Exception) -> str:
+    """A one-line message; pydantic errors name each field, its value and what was expected."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        return "; ".join(f"{exc.title}.{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
+                         for e in errors())
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="dataset name (default: derived from the source)")
     run.add_argument("--steps", type=int, default=8_000, help="generator updates (default 8000)")
     run.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
     run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
                      help="label-conditional generator (default: when the source has labels)")
@@ -75,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "min_tstr_accuracy": args.min_tstr}.items() if v is not None}
     p = VirtualizeParams(
         source=args.source, name=args.name, holdout=args.holdout,
-        train=TrainParams(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+        train=TrainParams(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           conditional=args.conditional),
         gate=GateParams(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())

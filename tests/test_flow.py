@@ -1,0 +1,103 @@
+"""The real ``virtualize`` flow end to end on a tiny config, then the consumer's side:
+pull and verify, tamper detection, the champion through MLflow in a fresh process, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import catalog
+from flows.params import EvalParams, GateParams, PublishParams, TrainParams, VirtualizeParams
+from flows.virtualize import virtualize
+from ganvirt import settings
+from ganvirt.cli import main
+from tasks.tracking import client
+
+TINY = dict(train=TrainParams(steps=200, batch_size=64), evaluation=EvalParams(classifier_steps=50),
+            publication=PublishParams(n=120, seed=7))
+LENIENT = GateParams(max_fid_ratio=1e6, min_tstr_accuracy=0.0)
+
+
+@pytest.fixture(scope="module")
+def published(prefect_server):
+    result = virtualize(VirtualizeParams(name="e2e", gate=LENIENT, **TINY))
+    return result
+
+
+def test_flow_publishes_a_verified_dataset(published):
+    assert published["model"] == "e2e-generator" and published["alias"] == "champion"
+    assert set(published["metrics"]) == {"fid_like", "fid_like_floor", "tstr_accuracy", "trtr_accuracy"}
+    m = catalog.verify(published["dataset"])
+    assert m["shape"] == [120, 1, 8, 8] and m["seed"] == 7 and m["prefect_flow_run_id"]
+    assert m["generator"]["version"] == published["version"]
+
+
+def test_pull_then_tamper(published, tmp_path, capsys):
+    assert main(["pull", "e2e", "--to", str(tmp_path)]) == 0
+    folder = tmp_path / "e2e" / "1"
+    assert "2 files verified" in capsys.readouterr().out
+    images, labels = np.load(folder / "data.npz")["images"], np.load(folder / "data.npz")["labels"]
+    assert images.shape == (120, 1, 8, 8) and np.bincount(labels).tolist() == [12] * 10
+    with open(folder / "preview.png", "r+b") as f:  # flip one byte
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert main(["pull", "e2e@1", "--to", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "preview.png: sha256 mismatch" in err
+
+
+def test_champion_loads_in_a_fresh_process(published):
+    data = np.load(os.path.join(published["dataset"], "data.npz"))
+    script = """
+import json, sys, mlflow, numpy as np, pandas as pd
+m = mlflow.pyfunc.load_model("models:/e2e-generator@champion")
+seeds, labels = [7, 8, 9, 50], [0, 1, 2, 3]
+together = m.predict(pd.DataFrame({"seed": seeds, "label": labels}))
+rows = np.concatenate([m.predict(pd.DataFrame({"seed": [s], "label": [l]})) for s, l in zip(seeds, labels)])
+print(json.dumps({"together": together.tolist(), "rows": rows.tolist()}))
+"""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri()}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=str(settings.home()))
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    together, rows = np.array(got["together"], np.uint8), np.array(got["rows"], np.uint8)
+    np.testing.assert_array_equal(together, rows)
+    # the published images are the champion's images for seed 7 + i and label i % 10
+    np.testing.assert_array_equal(together, data["images"][[0, 1, 2, 43]])
+
+
+def test_failed_gate_fails_the_run_and_changes_nothing(published):
+    before = catalog.versions_of(settings.catalog_root() / "e2e")
+    state = virtualize(VirtualizeParams(name="e2e", gate=GateParams(max_fid_ratio=1.0, min_tstr_accuracy=1.0),
+                                        **TINY), return_state=True)
+    assert state.is_failed()
+    assert "fid_like=" in state.message and "tstr_accuracy=" in state.message
+    assert catalog.versions_of(settings.catalog_root() / "e2e") == before
+    champion = client().get_model_version_by_alias("e2e-generator", "champion")
+    candidate = client().get_model_version_by_alias("e2e-generator", "candidate")
+    assert str(champion.version) == published["version"] and int(candidate.version) > int(champion.version)
+
+
+def test_cli_datasets_and_sample(published, tmp_path, capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "e2e" in out and "fid_like" in out
+    target = tmp_path / "s.npz"
+    assert main(["sample", "e2e", "-n", "5", "--seed", "7", "--label", "3", "--out", str(target)]) == 0
+    z = np.load(target)
+    assert z["images"].shape == (5, 1, 8, 8) and z["labels"].tolist() == [3] * 5
+    assert main(["sample", "e2e@nosuchalias", "-n", "1", "--out", str(target)]) == 1
+    assert "ganvirt: error:" in capsys.readouterr().err
+
+
+def test_cli_run_with_bad_source_fails_in_one_line(prefect_server, tmp_path, capsys):
+    assert main(["run", "--source", str(tmp_path / "missing"), "--name", "bad", "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ganvirt: error: source") and "no such file or folder" in err[-1]
+    assert not (settings.catalog_root() / "bad").exists()

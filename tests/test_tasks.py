@@ -1,0 +1,97 @@
+"""Each task on its own (``task.fn``), chained on tiny configs against the session's MLflow store."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+import catalog
+from gan.evaluate import EvalConfig
+from gan.features import ClassifierConfig
+from gan.train import TrainConfig
+from ganvirt import settings
+from ganvirt.gates import Gate, GateFailed
+from tasks.evaluate import evaluate
+from tasks.ingest import ingest
+from tasks.publish import publish
+from tasks.register import register
+from tasks.tracking import client
+from tasks.train import train_gan
+
+TINY_TRAIN = TrainConfig(steps=60, batch_size=32, log_every=20, grid_every=30)
+TINY_EVAL = EvalConfig(ClassifierConfig(steps=40))
+LENIENT = Gate(max_fid_ratio=1e9, min_tstr_accuracy=0.0)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    snap = ingest.fn("digits")
+    ckpt = train_gan.fn(snap, "unit", TINY_TRAIN)
+    report = evaluate.fn(ckpt, snap, TINY_EVAL)
+    return snap, ckpt, report
+
+
+def test_ingest_is_cached(chain):
+    snap, _, _ = chain
+    assert ingest.fn("digits") == snap
+    assert snap.num_classes == 10 and snap.num_train + snap.num_holdout == 1797
+
+
+def test_train_logs_to_mlflow(chain):
+    _, ckpt, _ = chain
+    run = client().get_run(ckpt.run_id)
+    assert run.data.params["train.steps"] == "60" and run.data.params["model.num_classes"] == "10"
+    history = client().get_metric_history(ckpt.run_id, "loss_d")
+    assert [m.step for m in history] == [20, 40, 60]
+    grids = [f.path for f in client().list_artifacts(ckpt.run_id, "samples")]
+    assert grids == ["samples/step_0000030.png", "samples/step_0000060.png"]
+
+
+def test_evaluate_reports_all_metrics(chain):
+    _, ckpt, report = chain
+    assert set(report.metrics) == {"fid_like", "fid_like_floor", "tstr_accuracy", "trtr_accuracy"}
+    assert report.metrics["fid_like"] > report.metrics["fid_like_floor"] > 0  # 60 steps: far from real
+    assert 0 <= report.metrics["tstr_accuracy"] <= 1 and report.metrics["trtr_accuracy"] > 0.5
+    logged = client().get_run(ckpt.run_id).data
+    assert logged.metrics["fid_like"] == pytest.approx(report.metrics["fid_like"])
+    assert logged.tags["ganvirt.extractor_hash"] == report.extractor_hash
+
+
+def test_extractor_is_pinned(chain):
+    snap, ckpt, report = chain
+    again = evaluate.fn(ckpt, snap, TINY_EVAL)
+    assert again.extractor_hash == report.extractor_hash
+    assert again.metrics == report.metrics  # same extractor, same seeds: the same scores
+
+
+def test_failed_gate_registers_candidate_only(chain):
+    _, ckpt, report = chain
+    with pytest.raises(GateFailed, match=r"fid_like=.* \(needs <= .*\); tstr_accuracy=.* \(needs >= 1\)"):
+        register.fn(ckpt, report, "unit-strict", Gate(max_fid_ratio=1.0, min_tstr_accuracy=1.0))
+    c = client()
+    assert c.get_model_version_by_alias("unit-strict-generator", "candidate").tags["gates"] == "failed"
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        c.get_model_version_by_alias("unit-strict-generator", "champion")
+
+
+def test_register_and_publish(chain, tmp_path):
+    snap, ckpt, report = chain
+    version = register.fn(ckpt, report, "unit", LENIENT)
+    mv = client().get_model_version_by_alias("unit-generator", "champion")
+    assert str(mv.version) == version.version and mv.tags["fid_like"] == f"{report.metrics['fid_like']:.6g}"
+    assert "Gates: passed" in mv.description
+    folder = publish.fn(version, report, snap, LENIENT, n=50, seed=3)
+    m = catalog.verify(folder)
+    assert m["shape"] == [50, 1, 8, 8] and m["class_counts"] == [5] * 10 and m["seed"] == 3
+    assert m["generator"] == {"model": "unit-generator", "version": version.version,
+                              "run_id": ckpt.run_id, "uri": f"models:/unit-generator/{version.version}"}
+    assert m["source"]["fingerprint"] == snap.fingerprint and m["thresholds"]["fid_like"]["passed"]
+    assert set(m["files"]) == {"data.npz", "preview.png"}
+    images, labels = catalog.load(settings.catalog_root(), "unit")
+    # image i of the dataset is the pyfunc model's image for seed 3 + i and label i % 10
+    model = mlflow.pyfunc.load_model("models:/unit-generator@champion")
+    import pandas as pd
+    out = model.predict(pd.DataFrame({"seed": [3, 10, 52], "label": [0, 7, 9]}))
+    np.testing.assert_array_equal(out, images[[0, 7, 49]])
+    json.dumps(m)  # the manifest is plain JSON
