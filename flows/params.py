@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from gan.evaluate import EvalConfig
 from gan.features import ClassifierConfig
 from gan.train import TrainConfig
-from ganvirt.gates import Gate
+from ganvirt.gates import GatePolicy
 
 
 class TrainParams(BaseModel):
@@ -29,18 +29,13 @@ class TrainParams(BaseModel):
 
 class EvalParams(BaseModel):
     classifier_steps: int = Field(600, ge=1, le=1_000_000, description="budget of the extractor / TSTR / TRTR classifier")
+    num_samples: int = Field(10_000, ge=10, le=1_000_000, description="generated images scored against the real holdout")
+    k: int = Field(5, ge=1, le=100, description="nearest neighbours for precision/recall/density/coverage")
     seed: int = Field(0, ge=0, description="seeds of the evaluation samples and classifiers")
 
     def config(self) -> EvalConfig:
-        return EvalConfig(ClassifierConfig(steps=self.classifier_steps, seed=self.seed), seed=self.seed)
-
-
-class GateParams(BaseModel):
-    max_fid_ratio: float = Field(Gate.max_fid_ratio, gt=0, description="fid_like must be at most this times fid_like_floor")
-    min_tstr_accuracy: float = Field(Gate.min_tstr_accuracy, ge=0, le=1, description="conditional runs: minimum tstr_accuracy")
-
-    def gate(self) -> Gate:
-        return Gate(self.max_fid_ratio, self.min_tstr_accuracy)
+        return EvalConfig(ClassifierConfig(steps=self.classifier_steps, seed=self.seed),
+                          num_samples=self.num_samples, k=self.k, seed=self.seed)
 
 
 class PublishParams(BaseModel):
@@ -54,7 +49,7 @@ class VirtualizeParams(BaseModel):
     holdout: float = Field(0.2, gt=0, lt=1, description="share of the real data held out for evaluation")
     train: TrainParams = TrainParams()
     evaluation: EvalParams = EvalParams()
-    gate: GateParams = GateParams()
+    gate: GatePolicy = GatePolicy()
     publication: PublishParams = PublishParams()
 
     def dataset_name(self) -> str:

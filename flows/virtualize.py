@@ -30,10 +30,10 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     fails the run (nothing published, champion unchanged).
     """
     name = check_name(p.dataset_name())
-    gate = p.gate.gate()
+    gate = p.gate
     snapshot = ingest(p.source, p.holdout)
     checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional)
-    report = evaluate(checkpoint, snapshot, p.evaluation.config())
+    report = evaluate(checkpoint, snapshot, p.evaluation.config(), gate)
     version = register(checkpoint, report, name, gate)
     folder = publish(version, report, snapshot, gate, p.publication.n, p.publication.seed)
     return {"name": name, "metrics": report.metrics, "model": version.model,

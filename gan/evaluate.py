@@ -1,19 +1,20 @@
-"""Score a generator against a snapshot's real split: FID-like, its floor, TSTR beside TRTR.
+"""Score a generator against a snapshot's real split with one pinned feature extractor.
 
-All scores of one dataset use one extractor (a ``SmallCNN`` trained once on the real train
-split); its weight hash goes with every score so that scores from different extractors are never
-compared.
+Fidelity (FID-like and its real-vs-real floor, KID, precision/recall/density/coverage, per-class
+coverage and FID-like), utility (TSTR beside TRTR) and privacy (DCR share, near copies,
+membership inference). The extractor's weight hash goes with every score so that scores from
+different extractors are never compared.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from torch import nn
 
 from gan.features import ClassifierConfig, SmallCNN, accuracy, extract, train_classifier
-from gan.metrics import fid_like
+from gan.metrics import EvalSets, compute, privacy
 from gan.sampling import sample
 
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation samples use seeds no publication defaults to
@@ -22,10 +23,20 @@ EVAL_SEED_OFFSET = 1_000_000_000  # evaluation samples use seeds no publication 
 @dataclass(frozen=True)
 class EvalConfig:
     classifier: ClassifierConfig = ClassifierConfig()  # extractor, TSTR and TRTR budget
-    seed: int = 0                                      # seeds of the generated samples
+    num_samples: int = 10_000                          # generated images scored
+    k: int = 5                                         # neighbours for PRDC
+    seed: int = 0                                      # seeds of samples and subsets
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    images: np.ndarray                   # the generated images, uint8 (n, C, H, W)
+    labels: np.ndarray | None            # their labels
+    distances: dict[str, np.ndarray] = field(default_factory=dict)  # for the privacy histograms
 
 
 def real_split(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
@@ -44,28 +55,31 @@ def fit_extractor(data: dict[str, np.ndarray], num_classes: int, cfg: EvalConfig
     return model, trtr
 
 
-def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: EvalConfig) -> dict[str, float]:
-    """Metrics of generator ``G`` on a loaded snapshot.
+def _pixels(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
-    - ``fid_like``: Fréchet distance between extractor features of the real holdout and of as
-      many generated images (same class mix when conditional).
-    - ``fid_like_floor``: the same distance between an equally large subsample of the real
-      train split and the real holdout: the score of a perfect generator, up to sampling noise.
-    - ``tstr_accuracy`` (conditional only): the extractor's architecture and budget trained on
-      as many synthetic images as the train split has, same label mix, tested on the holdout.
+
+def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: EvalConfig) -> Evaluation:
+    """Every metric of generator ``G`` on a loaded snapshot (see ``gan.metrics``).
+
+    ``cfg.num_samples`` images are generated, their class mix that of the real holdout when
+    ``G`` is conditional; ``tstr_accuracy`` trains the extractor's architecture, budget and seed
+    on them and tests on the real holdout.
     """
     xt, yt, xh, yh = real_split(data)
-    conditional = G.cfg.conditional
-    seed = EVAL_SEED_OFFSET + cfg.seed
-    fake_h = sample(G, len(xh), seed, yh if conditional else None)
-    real_f = extract(extractor, xh)
-    pick = np.random.default_rng(cfg.seed).choice(len(xt), size=min(len(xh), len(xt)), replace=False)
-    out = {
-        "fid_like": fid_like(real_f, extract(extractor, fake_h)),
-        "fid_like_floor": fid_like(real_f, extract(extractor, xt[pick])),
-    }
-    if conditional:
-        fake_t = sample(G, len(xt), seed + len(xh), yt)
-        clf = train_classifier(fake_t, yt, G.cfg.num_classes, cfg.classifier)
-        out["tstr_accuracy"] = accuracy(clf, xh, yh)
-    return out
+    rng = np.random.default_rng(cfg.seed)
+    labels = np.resize(rng.permutation(yh), cfg.num_samples) if G.cfg.conditional else None
+    fake = sample(G, cfg.num_samples, EVAL_SEED_OFFSET + cfg.seed, labels)
+    floor_pick = rng.choice(len(xt), size=min(len(xh), len(xt)), replace=False)
+    sets = EvalSets(
+        holdout_features=extract(extractor, xh), floor_features=extract(extractor, xt[floor_pick]),
+        fake_features=extract(extractor, fake), holdout_labels=yh, fake_labels=labels,
+        train_pixels=_pixels(xt), holdout_pixels=_pixels(xh), fake_pixels=_pixels(fake),
+        k=cfg.k, seed=cfg.seed)
+    metrics = compute(sets, ["frechet", "kid", "prdc", "per_class"])
+    private, distances = privacy(sets.train_pixels, sets.holdout_pixels, sets.fake_pixels, cfg.seed)
+    metrics.update(private)
+    if labels is not None:
+        clf = train_classifier(fake, labels, G.cfg.num_classes, cfg.classifier)
+        metrics["tstr_accuracy"] = accuracy(clf, xh, yh)
+    return Evaluation(metrics, fake, labels, distances)

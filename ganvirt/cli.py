@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="label-conditional generator (default: when the source has labels)")
     run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
     run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
-    run.add_argument("--max-fid-ratio", type=float, help="gate: fid_like at most this times fid_like_floor")
-    run.add_argument("--min-tstr", type=float, help="gate: minimum tstr_accuracy for conditional runs")
+    run.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override a gate threshold, e.g. --gate min_tstr_accuracy=0.9 (fields: "
+                          "max_fid_ratio, max_kid, min_precision, min_recall, min_tstr_accuracy, "
+                          "max_dcr_share, max_near_copy_share, max_mia_auc)")
     run.set_defaults(func=cmd_run)
 
     ds = sub.add_parser("datasets", help="list published datasets and versions with headline metrics",
@@ -78,22 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.params import GateParams, PublishParams, TrainParams, VirtualizeParams
+    from flows.params import PublishParams, TrainParams, VirtualizeParams
     from flows.virtualize import virtualize
+    from ganvirt.gates import GatePolicy
 
-    gate = {k: v for k, v in {"max_fid_ratio": args.max_fid_ratio,
-                              "min_tstr_accuracy": args.min_tstr}.items() if v is not None}
+    gate = {}
+    for item in args.gate:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--gate {item!r}: expected FIELD=VALUE, e.g. min_tstr_accuracy=0.9")
+        gate[field.strip()] = value.strip()
     p = VirtualizeParams(
         source=args.source, name=args.name, holdout=args.holdout,
         train=TrainParams(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           conditional=args.conditional),
-        gate=GateParams(**gate), publication=PublishParams(n=args.publish_n))
+        gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())
     state = virtualize(p, return_state=True)
     result = state.result()  # re-raises the failing task's exception
     print("\nmetrics:")
     for key, value in result["metrics"].items():
-        print(f"  {key:16s} {value:.4f}")
+        if ".class_" not in key:
+            print(f"  {key:16s} {value:.4f}")
     print(f"model:   models:/{result['model']}/{result['version']} (alias {result['alias']}), run {result['run_id']}")
     print(f"dataset: {result['dataset']}")
     print(f"pull it: ganvirt pull {result['name']}@{Path(result['dataset']).name} --to ./data")

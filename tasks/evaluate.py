@@ -1,28 +1,34 @@
-"""Evaluate: score the trained generator with the snapshot's pinned feature extractor."""
+"""Evaluate: score the trained generator with the snapshot's pinned feature extractor; write
+the report (JSON, Markdown, plots) to the MLflow run and as Prefect artifacts."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
 from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor, score
 from gan.features import FLIPS, SmallCNN, state_hash
+from ganvirt import report as reporting
 from ganvirt import settings
+from ganvirt.gates import GatePolicy
 from ganvirt.snapshots import Snapshot
-from tasks.tracking import run_logger
+from tasks.tracking import in_prefect_run, run_logger
 from tasks.train import CheckpointRef
 
 
 @dataclass(frozen=True)
 class Report:
-    metrics: dict[str, float]   # fid_like, fid_like_floor, [tstr_accuracy, trtr_accuracy]
+    metrics: dict[str, float]   # see README "Metrics"; per-class keys contain ".class_"
     extractor_hash: str         # sha256 of the extractor weights that produced the scores
     run_id: str
 
@@ -48,32 +54,51 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
     model, trtr = fit_extractor(data, snapshot.num_classes, cfg)
     digest = state_hash(model)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"extractor.pt.{os.getpid()}.tmp"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, folder / "extractor.pt")
-    meta_tmp = folder / f"meta.json.{os.getpid()}.tmp"
-    meta_tmp.write_text(json.dumps({"hash": digest, "trtr_accuracy": trtr,
-                                    "snapshot": snapshot.fingerprint, "classifier": cfg.classifier.to_dict()}))
-    os.replace(meta_tmp, folder / "meta.json")
+    _atomic_write(folder / "extractor.pt", lambda p: torch.save(model.state_dict(), p))
+    _atomic_write(folder / "meta.json", lambda p: p.write_text(json.dumps(
+        {"hash": digest, "trtr_accuracy": trtr, "snapshot": snapshot.fingerprint,
+         "classifier": cfg.classifier.to_dict()})))
     return model, digest, trtr, False
 
 
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 @task(name="evaluate")
-def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig) -> Report:
-    """Compute the FID-like score, its floor and (conditional) TSTR beside TRTR; log them to the run."""
+def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: GatePolicy) -> Report:
+    """Compute every metric, judge it against the gates (verdicts only: ``register`` acts on
+    them), and log report.json, report.md and plots to the run and to Prefect."""
     logger = run_logger()
     extractor, digest, trtr, cached = extractor_for(snapshot, cfg)
     logger.info("%s feature extractor %s", "reusing cached" if cached else "trained", digest[:16])
     G = checkpoint.load_generator(ckpt.path)
-    data = snapshot.load()
-    metrics = score(G, data, extractor, cfg)
+    ev = score(G, snapshot.load(), extractor, cfg)
+    metrics = ev.metrics
     if "tstr_accuracy" in metrics and trtr is not None:
         metrics["trtr_accuracy"] = trtr
+    verdicts = gate.thresholds(metrics, G.cfg.conditional)
+    md = reporting.markdown(ckpt.name, ckpt.run_id, metrics, verdicts, digest, cfg.num_samples)
+
     mlflow.set_tracking_uri(settings.tracking_uri())
-    with mlflow.start_run(run_id=ckpt.run_id):
+    with mlflow.start_run(run_id=ckpt.run_id), tempfile.TemporaryDirectory() as tmp:
         mlflow.log_metrics(metrics)
-        mlflow.set_tags({"ganvirt.extractor_hash": digest})
-        mlflow.log_dict({"metrics": metrics, "extractor_hash": digest,
-                         "evaluation": cfg.to_dict()}, "report.json")
-    logger.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+        mlflow.set_tags({"ganvirt.extractor_hash": digest, "ganvirt.gates": "passed" if all(
+            v["passed"] for v in verdicts.values()) else "failed"})
+        mlflow.log_dict({"metrics": metrics, "thresholds": verdicts, "extractor_hash": digest,
+                         "evaluation": cfg.to_dict(), "gates": gate.model_dump()}, "report/report.json")
+        mlflow.log_text(md, "report/report.md")
+        out = Path(tmp)
+        reporting.save_picture(reporting.class_grid(ev.images, ev.labels), out / "samples_by_class.png",
+                               tile=G.cfg.height)
+        threshold = float(np.percentile(ev.distances["holdout_to_train"], 1))
+        reporting.distance_histogram(ev.distances, threshold, out / "nearest_train_distances.png")
+        mlflow.log_artifacts(tmp, "report")
+    if in_prefect_run():
+        create_markdown_artifact(md, key=f"{ckpt.name}-evaluation", description="evaluation report")
+        create_table_artifact(reporting.rows(metrics, verdicts), key=f"{ckpt.name}-metrics",
+                              description="metrics against gates")
+    logger.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items() if ".class_" not in k})
     return Report(metrics, digest, ckpt.run_id)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-from PIL import Image
 from prefect import runtime, task
 
 import catalog
-from gan.sampling import balanced_labels, grid, sample_seeds
+from gan.sampling import balanced_labels, sample_seeds
+from ganvirt import report as reporting
 from ganvirt import settings
-from ganvirt.gates import Gate
+from ganvirt.gates import GatePolicy
 from ganvirt.snapshots import Snapshot
 from tasks.evaluate import Report
 from tasks.register import ModelVersionRef
@@ -28,18 +28,14 @@ def load_generator(model: str, alias: str = "champion"):
 
 
 def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
-    """``data.npz`` (uint8 images, int64 labels) and a ``preview.png`` grid of the first 100."""
+    """``data.npz`` (uint8 images, int64 labels) and a ``preview.png`` grid, a row per class."""
     arrays = {"images": images} | ({"labels": labels} if labels is not None else {})
     np.savez_compressed(folder / "data.npz", **arrays)
-    order = np.argsort(labels[:100], kind="stable") if labels is not None else np.arange(min(100, len(images)))
-    picture = grid(images[:100][order], nrow=10)
-    scale = max(1, 32 // images.shape[2])  # tiny images (8x8 digits) get blown up to be seen
-    picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
-    Image.fromarray(picture.squeeze(-1) if picture.shape[-1] == 1 else picture).save(folder / "preview.png")
+    reporting.save_picture(reporting.class_grid(images, labels), folder / "preview.png", tile=images.shape[2])
 
 
 @task(name="publish")
-def publish(version: ModelVersionRef, report: Report, snapshot: Snapshot, gate: Gate,
+def publish(version: ModelVersionRef, report: Report, snapshot: Snapshot, gate: GatePolicy,
             n: int = 10_000, seed: int = 0) -> str:
     """Write ``n`` samples (class-balanced when conditional) of the champion as a new version of
     the dataset; image i uses seed ``seed + i``. Returns the version folder."""
@@ -60,7 +56,7 @@ def publish(version: ModelVersionRef, report: Report, snapshot: Snapshot, gate: 
                       "uri": f"models:/{version.model}/{version.version}"},
         "source": {"uri": snapshot.source, "fingerprint": snapshot.fingerprint},
         "metrics": report.metrics,
-        "thresholds": gate.thresholds(report.metrics),
+        "thresholds": gate.thresholds(report.metrics, G.cfg.conditional),
         "extractor_hash": report.extractor_hash,
         "seed": seed,
         "prefect_flow_run_id": str(runtime.flow_run.id or ""),

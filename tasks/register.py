@@ -15,7 +15,7 @@ from prefect import task
 import gan
 from gan.models import ModelConfig
 from ganvirt import settings
-from ganvirt.gates import Gate, GateFailed
+from ganvirt.gates import GateFailed, GatePolicy
 from tasks.evaluate import Report
 from tasks.tracking import client, model_name, run_logger
 from tasks.train import CheckpointRef
@@ -46,7 +46,7 @@ def example_input(model: ModelConfig) -> pd.DataFrame:
 
 
 @task(name="register")
-def register(ckpt: CheckpointRef, report: Report, name: str, gate: Gate) -> ModelVersionRef:
+def register(ckpt: CheckpointRef, report: Report, name: str, gate: GatePolicy) -> ModelVersionRef:
     """Register the run's generator as ``<name>-generator`` with alias ``candidate``; move
     ``champion`` to it only if every gate passes, else raise ``GateFailed`` naming the failures."""
     logger = run_logger()
@@ -59,14 +59,14 @@ def register(ckpt: CheckpointRef, report: Report, name: str, gate: Gate) -> Mode
             artifacts={"checkpoint": ckpt.path}, code_paths=[str(Path(gan.__file__).parent)],
             signature=signature(model), input_example=example_input(model),
             pip_requirements=REQUIREMENTS)
-    verdicts = gate.thresholds(report.metrics)
-    failures = gate.failures(report.metrics)
+    verdicts = gate.thresholds(report.metrics, model.conditional)
+    failures = gate.failures(report.metrics, model.conditional)
     mv = mlflow.register_model(info.model_uri, registered,
-                               tags={**{k: f"{v:.6g}" for k, v in report.metrics.items()},
+                               tags={**{k: f"{v:.6g}" for k, v in report.metrics.items() if ".class_" not in k},
                                      "extractor_hash": report.extractor_hash,
                                      "gates": "passed" if not failures else "failed"})
     c = client()
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in report.metrics.items())
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in report.metrics.items() if ".class_" not in k)
     c.update_model_version(registered, mv.version, description=(
         f"GAN generator ({model.kind}, {'conditional' if model.conditional else 'unconditional'}, "
         f"{model.channels}x{model.height}x{model.width}) for dataset '{name}'. {summary}. "

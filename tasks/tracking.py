@@ -7,6 +7,7 @@ import logging
 import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
+from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 
 from ganvirt import settings
@@ -45,3 +46,12 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("ganvirt")
+
+
+def in_prefect_run() -> bool:
+    """True inside a flow or task run (Prefect artifacts need one); False under ``task.fn``."""
+    try:
+        get_run_context()
+    except MissingContextError:
+        return False
+    return True

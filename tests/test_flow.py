@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 import catalog
-from flows.params import EvalParams, GateParams, PublishParams, TrainParams, VirtualizeParams
+from flows.params import EvalParams, PublishParams, TrainParams, VirtualizeParams
 from flows.virtualize import virtualize
 from ganvirt import settings
 from ganvirt.cli import main
 from tasks.tracking import client
+from tests.conftest import open_gates
 
-TINY = dict(train=TrainParams(steps=200, batch_size=64), evaluation=EvalParams(classifier_steps=50),
+TINY = dict(train=TrainParams(steps=200, batch_size=64), evaluation=EvalParams(classifier_steps=50, num_samples=400),
             publication=PublishParams(n=120, seed=7))
-LENIENT = GateParams(max_fid_ratio=1e6, min_tstr_accuracy=0.0)
+LENIENT = open_gates()
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def published(prefect_server):
 
 def test_flow_publishes_a_verified_dataset(published):
     assert published["model"] == "e2e-generator" and published["alias"] == "champion"
-    assert set(published["metrics"]) == {"fid_like", "fid_like_floor", "tstr_accuracy", "trtr_accuracy"}
+    assert {"fid_like", "fid_like_floor", "kid", "precision", "tstr_accuracy", "trtr_accuracy",
+            "mia_auc"} <= set(published["metrics"])
     m = catalog.verify(published["dataset"])
     assert m["shape"] == [120, 1, 8, 8] and m["seed"] == 7 and m["prefect_flow_run_id"]
     assert m["generator"]["version"] == published["version"]
@@ -74,7 +76,7 @@ print(json.dumps({"together": together.tolist(), "rows": rows.tolist()}))
 
 def test_failed_gate_fails_the_run_and_changes_nothing(published):
     before = catalog.versions_of(settings.catalog_root() / "e2e")
-    state = virtualize(VirtualizeParams(name="e2e", gate=GateParams(max_fid_ratio=1.0, min_tstr_accuracy=1.0),
+    state = virtualize(VirtualizeParams(name="e2e", gate=open_gates(max_fid_ratio=1.0, min_tstr_accuracy=1.0),
                                         **TINY), return_state=True)
     assert state.is_failed()
     assert "fid_like=" in state.message and "tstr_accuracy=" in state.message

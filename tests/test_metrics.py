@@ -43,3 +43,88 @@ def test_rank_deficient_sets_stay_finite():
 def test_too_few_rows():
     with pytest.raises(ValueError, match="at least 2"):
         gaussian_stats(np.zeros((1, 3)))
+
+
+# ------------------------------------------------------------------ KID, PRDC, privacy
+
+from gan.features import SmallCNN, extract  # noqa: E402
+from gan.metrics import auc, kid, prdc, privacy  # noqa: E402
+from gan.metrics.kid import mmd2_unbiased  # noqa: E402
+
+
+def test_kid_of_a_set_with_itself_is_about_zero():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(600, 32))
+    b = rng.normal(size=(600, 32))
+    mean, std = kid(a, b, subsets=20, subset_size=300)
+    assert abs(mean) < 3 * std + 1e-3
+    far, _ = kid(a, b + 1.0, subsets=20, subset_size=300)
+    assert far > 10 * max(abs(mean), std)
+
+
+def test_kid_matches_direct_formula():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(50, 4)), rng.normal(size=(50, 4)) + 0.3
+    k = lambda a, b: (a @ b.T / 4 + 1) ** 3  # noqa: E731
+    m = 50
+    direct = ((k(x, x).sum() - np.trace(k(x, x))) / (m * (m - 1))
+              + (k(y, y).sum() - np.trace(k(y, y))) / (m * (m - 1)) - 2 * k(x, y).mean())
+    assert mmd2_unbiased(x, y) == pytest.approx(direct, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_prdc_reference_sanity_values():
+    """clovaai/generative-evaluation-prdc's README: two independent N(0, I) samples of 10,000
+    points in 1,000 dimensions, k=5 → precision 0.4772, recall 0.4705, density 1.0555, coverage
+    0.9735 (one draw). Over 6 seeds here the draw-to-draw spread (std) was precision 0.011,
+    recall 0.0125, density 0.063, coverage 0.006, means 0.480 / 0.480 / 1.003 / 0.967: the
+    reference values sit within one std. A draw must agree within 3 std."""
+    rng = np.random.default_rng(7)
+    real, fake = rng.normal(size=(10_000, 1000)), rng.normal(size=(10_000, 1000))
+    m = prdc(real, fake, k=5)
+    assert m["precision"] == pytest.approx(0.4772, abs=3 * 0.011)
+    assert m["recall"] == pytest.approx(0.4705, abs=3 * 0.0125)
+    assert m["density"] == pytest.approx(1.0555, abs=3 * 0.063)
+    assert m["coverage"] == pytest.approx(0.9735, abs=3 * 0.006)
+
+
+def test_prdc_small_cases():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(300, 5))
+    same = prdc(real, real.copy(), k=3)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0 and same["coverage"] == 1.0
+    far = prdc(real, real + 100.0, k=3)
+    assert far["precision"] == 0.0 and far["coverage"] == 0.0 and far["density"] == 0.0
+    collapsed = prdc(real, np.repeat(real[:1], 300, axis=0) + rng.normal(scale=1e-6, size=(300, 5)), k=3)
+    assert collapsed["coverage"] < 0.05 and collapsed["recall"] < 0.05
+
+
+def test_auc():
+    assert auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert auc(np.array([1.0]), np.array([1.0])) == 0.5
+    assert auc(np.array([0.0, 2.0]), np.array([1.0])) == 0.5
+
+
+def test_privacy_tells_copies_from_fresh_samples():
+    rng = np.random.default_rng(3)
+    population = rng.random((3000, 16))
+    train, holdout, fresh = population[:1000], population[1000:1500], population[1500:]
+    honest, dist = privacy(train, holdout, fresh)
+    assert abs(honest["dcr_share"] - 0.5) < 0.05 and honest["near_copy_share"] < 0.03
+    assert abs(honest["mia_auc"] - 0.5) < 0.05 and len(dist["holdout_to_train"]) == 500
+    copies = train[rng.integers(0, 1000, 1500)] + rng.normal(scale=1e-3, size=(1500, 16))
+    leaky, _ = privacy(train, holdout, copies)
+    assert leaky["near_copy_share"] > 0.9 and leaky["mia_auc"] > 0.7 and leaky["dcr_share"] > 0.55
+
+
+def test_features_do_not_depend_on_batch_size():
+    import torch
+
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10).eval()
+    images = np.random.default_rng(4).integers(0, 256, (70, 1, 12, 12), dtype=np.uint8)
+    a, b = extract(model, images, batch_size=1), extract(model, images, batch_size=64)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    m1 = kid(a, a[::-1].copy(), subsets=5, subset_size=50)
+    m2 = kid(b, b[::-1].copy(), subsets=5, subset_size=50)
+    assert m1[0] == pytest.approx(m2[0], rel=1e-4, abs=1e-9)

@@ -11,24 +11,25 @@ from gan.evaluate import EvalConfig
 from gan.features import ClassifierConfig
 from gan.train import TrainConfig
 from ganvirt import settings
-from ganvirt.gates import Gate, GateFailed
+from ganvirt.gates import GateFailed
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.publish import publish
 from tasks.register import register
 from tasks.tracking import client
 from tasks.train import train_gan
+from tests.conftest import open_gates
 
 TINY_TRAIN = TrainConfig(steps=60, batch_size=32, log_every=20, grid_every=30)
-TINY_EVAL = EvalConfig(ClassifierConfig(steps=40))
-LENIENT = Gate(max_fid_ratio=1e9, min_tstr_accuracy=0.0)
+TINY_EVAL = EvalConfig(ClassifierConfig(steps=40), num_samples=400)
+LENIENT = open_gates()
 
 
 @pytest.fixture(scope="module")
 def chain():
     snap = ingest.fn("digits")
     ckpt = train_gan.fn(snap, "unit", TINY_TRAIN)
-    report = evaluate.fn(ckpt, snap, TINY_EVAL)
+    report = evaluate.fn(ckpt, snap, TINY_EVAL, LENIENT)
     return snap, ckpt, report
 
 
@@ -50,17 +51,23 @@ def test_train_logs_to_mlflow(chain):
 
 def test_evaluate_reports_all_metrics(chain):
     _, ckpt, report = chain
-    assert set(report.metrics) == {"fid_like", "fid_like_floor", "tstr_accuracy", "trtr_accuracy"}
+    headline = {k for k in report.metrics if ".class_" not in k}
+    assert headline == {"fid_like", "fid_like_floor", "kid", "kid.std", "precision", "recall", "density",
+                        "coverage", "tstr_accuracy", "trtr_accuracy", "dcr_share", "near_copy_share", "mia_auc"}
+    assert {f"coverage.class_{c}" for c in range(10)} <= set(report.metrics)
     assert report.metrics["fid_like"] > report.metrics["fid_like_floor"] > 0  # 60 steps: far from real
     assert 0 <= report.metrics["tstr_accuracy"] <= 1 and report.metrics["trtr_accuracy"] > 0.5
     logged = client().get_run(ckpt.run_id).data
     assert logged.metrics["fid_like"] == pytest.approx(report.metrics["fid_like"])
     assert logged.tags["ganvirt.extractor_hash"] == report.extractor_hash
+    files = {f.path for f in client().list_artifacts(ckpt.run_id, "report")}
+    assert files == {"report/report.json", "report/report.md", "report/samples_by_class.png",
+                     "report/nearest_train_distances.png"}
 
 
 def test_extractor_is_pinned(chain):
     snap, ckpt, report = chain
-    again = evaluate.fn(ckpt, snap, TINY_EVAL)
+    again = evaluate.fn(ckpt, snap, TINY_EVAL, LENIENT)
     assert again.extractor_hash == report.extractor_hash
     assert again.metrics == report.metrics  # same extractor, same seeds: the same scores
 
@@ -68,7 +75,7 @@ def test_extractor_is_pinned(chain):
 def test_failed_gate_registers_candidate_only(chain):
     _, ckpt, report = chain
     with pytest.raises(GateFailed, match=r"fid_like=.* \(needs <= .*\); tstr_accuracy=.* \(needs >= 1\)"):
-        register.fn(ckpt, report, "unit-strict", Gate(max_fid_ratio=1.0, min_tstr_accuracy=1.0))
+        register.fn(ckpt, report, "unit-strict", open_gates(max_fid_ratio=1.0, min_tstr_accuracy=1.0))
     c = client()
     assert c.get_model_version_by_alias("unit-strict-generator", "candidate").tags["gates"] == "failed"
     with pytest.raises(mlflow.exceptions.MlflowException):

@@ -1,4 +1,4 @@
-"""Metric math, pure and float64: features → statistics → metric."""
+"""Fréchet distance between Gaussian fits of two feature sets (the FID-like family)."""
 
 from __future__ import annotations
 
