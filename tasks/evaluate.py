@@ -12,9 +12,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+import gan
 from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor, score
 from gan.features import FLIPS, SmallCNN, state_hash
@@ -22,7 +25,7 @@ from ganvirt import report as reporting
 from ganvirt import settings
 from ganvirt.gates import GatePolicy
 from ganvirt.snapshots import Snapshot
-from tasks.tracking import in_prefect_run, run_logger
+from tasks.tracking import client, experiment_id, in_prefect_run, run_logger
 from tasks.train import CheckpointRef
 
 
@@ -33,13 +36,18 @@ class Report:
     run_id: str
 
 
+def extractor_folder(snapshot: Snapshot, cfg: EvalConfig) -> Path:
+    """Where the extractor of this snapshot and classifier budget is cached."""
+    c = cfg.classifier
+    return settings.home() / "extractors" / f"{Path(snapshot.path).name}-c{c.steps}x{c.batch_size}-s{c.seed}"
+
+
 def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, float | None, bool]:
     """The snapshot's extractor, trained once and cached beside the snapshots.
 
     Returns (extractor, weight hash, TRTR accuracy or None, whether it was taken from the cache).
     """
-    key = f"{Path(snapshot.path).name}-c{cfg.classifier.steps}x{cfg.classifier.batch_size}-s{cfg.classifier.seed}"
-    folder = settings.home() / "extractors" / key
+    folder = extractor_folder(snapshot, cfg)
     outputs = snapshot.num_classes if snapshot.num_classes >= 2 else FLIPS
     if (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
@@ -57,8 +65,32 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
     _atomic_write(folder / "extractor.pt", lambda p: torch.save(model.state_dict(), p))
     _atomic_write(folder / "meta.json", lambda p: p.write_text(json.dumps(
         {"hash": digest, "trtr_accuracy": trtr, "snapshot": snapshot.fingerprint,
-         "classifier": cfg.classifier.to_dict()})))
+         "classifier": cfg.classifier.to_dict(), "channels": snapshot.shape[0], "outputs": outputs,
+         "feature_dim": cfg.classifier.feature_dim})))
     return model, digest, trtr, False
+
+
+def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, digest: str) -> str:
+    """Register the extractor as ``<name>-features`` once per weight hash; returns its version."""
+    registered = f"{name}-features"
+    c = client()
+    found = c.search_model_versions(f"name='{registered}' and tags.extractor_hash='{digest}'")
+    if found:
+        return str(found[0].version)
+    folder = extractor_folder(snapshot, cfg)
+    c_, h, w = snapshot.shape
+    with mlflow.start_run(experiment_id=experiment_id(name), run_name=f"features · {digest[:12]}"):
+        mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "features", "ganvirt.extractor_hash": digest})
+        info = mlflow.pyfunc.log_model(
+            name="extractor", python_model=str(Path(__file__).with_name("extractor_model.py")),
+            artifacts={"weights": str(folder / "extractor.pt"), "meta": str(folder / "meta.json")},
+            code_paths=[str(Path(gan.__file__).parent)],
+            signature=ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, c_, h, w))]),
+                                     outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, cfg.classifier.feature_dim))])),
+            pip_requirements=["torch>=2.4", "numpy"])
+    mv = mlflow.register_model(info.model_uri, registered, tags={"extractor_hash": digest,
+                                                                   "snapshot": snapshot.fingerprint})
+    return str(mv.version)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -73,7 +105,9 @@ def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: Gat
     them), and log report.json, report.md and plots to the run and to Prefect."""
     logger = run_logger()
     extractor, digest, trtr, cached = extractor_for(snapshot, cfg)
-    logger.info("%s feature extractor %s", "reusing cached" if cached else "trained", digest[:16])
+    features_version = register_extractor(ckpt.name, snapshot, cfg, digest)
+    logger.info("%s feature extractor %s (models:/%s-features/%s)", "reusing cached" if cached else "trained",
+                digest[:16], ckpt.name, features_version)
     G = checkpoint.load_generator(ckpt.path)
     ev = score(G, snapshot.load(), extractor, cfg)
     metrics = ev.metrics
@@ -85,7 +119,8 @@ def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: Gat
     mlflow.set_tracking_uri(settings.tracking_uri())
     with mlflow.start_run(run_id=ckpt.run_id), tempfile.TemporaryDirectory() as tmp:
         mlflow.log_metrics(metrics)
-        mlflow.set_tags({"ganvirt.extractor_hash": digest, "ganvirt.gates": "passed" if all(
+        mlflow.set_tags({"ganvirt.extractor_hash": digest, "ganvirt.features_version": features_version,
+                         "ganvirt.gates": "passed" if all(
             v["passed"] for v in verdicts.values()) else "failed"})
         mlflow.log_dict({"metrics": metrics, "thresholds": verdicts, "extractor_hash": digest,
                          "evaluation": cfg.to_dict(), "gates": gate.model_dump()}, "report/report.json")

@@ -70,6 +70,13 @@ def test_extractor_is_pinned(chain):
     again = evaluate.fn(ckpt, snap, TINY_EVAL, LENIENT)
     assert again.extractor_hash == report.extractor_hash
     assert again.metrics == report.metrics  # same extractor, same seeds: the same scores
+    versions = client().search_model_versions("name='unit-features'")
+    assert len(versions) == 1 and versions[0].tags["extractor_hash"] == report.extractor_hash
+    features = mlflow.pyfunc.load_model("models:/unit-features/1")
+    images = snap.load()["images"][:5]
+    from gan.features import extract
+    from tasks.evaluate import extractor_for
+    np.testing.assert_allclose(features.predict(images), extract(extractor_for(snap, TINY_EVAL)[0], images))
 
 
 def test_failed_gate_registers_candidate_only(chain):

@@ -1,0 +1,32 @@
+"""The MLflow pyfunc model of a snapshot's pinned feature extractor, logged as code (no pickle).
+
+Input: uint8 images (n, C, H, W). Output: float64 features (n, feature_dim), the space every
+FID-like, KID and PRDC score of that dataset was computed in.
+"""
+
+import json
+
+import mlflow
+import numpy as np
+from mlflow.pyfunc import PythonModel
+
+
+class ExtractorModel(PythonModel):
+    def load_context(self, context):
+        import torch
+
+        from gan.features import SmallCNN
+
+        meta = json.loads(open(context.artifacts["meta"]).read())
+        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
+        self.model = SmallCNN(meta["channels"], meta["outputs"], meta["feature_dim"])
+        self.model.load_state_dict(state)
+        self.model.eval().requires_grad_(False)
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        from gan.features import extract
+
+        return extract(self.model, np.asarray(model_input, dtype=np.uint8))
+
+
+mlflow.models.set_model(ExtractorModel())
