@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -14,17 +15,26 @@ from ganvirt.gates import GatePolicy
 
 
 class TrainParams(BaseModel):
-    model: str = Field("mlp", description="generator family: 'mlp' (the seed GAN)")
+    model: str = Field("mlp", description="generator family: 'mlp' (the seed GAN) or 'dcgan' (conditional conv GAN)")
+    width: int | None = Field(None, ge=4, le=4096, description="hidden width (mlp) or base channels (dcgan); default 128 / 64")
     steps: int = Field(8_000, ge=1, le=10_000_000, description="generator updates")
     batch_size: int = Field(128, ge=1, le=65_536, description="images per step")
     lr: float = Field(2e-4, gt=0, le=1, description="Adam learning rate, both networks")
+    loss: Literal["bce", "hinge"] = Field("bce", description="non-saturating BCE or hinge")
     ema_beta: float = Field(0.999, ge=0, lt=1, description="EMA decay of the served generator (0: off)")
     seed: int = Field(0, ge=0, description="fixes weights, batches and noise")
     conditional: bool | None = Field(None, description="label-conditional; default: when the source has labels")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("cpu", description="where to train (bf16 autocast on cuda)")
+    checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
+    probe_every: int = Field(0, ge=0, description="steps between FID-like probes; the best EMA is registered (0: none)")
+    patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
 
     def config(self) -> TrainConfig:
-        return TrainConfig(batch_size=self.batch_size, steps=self.steps, lr=self.lr,
-                           ema_beta=self.ema_beta, seed=self.seed)
+        log_every = 100 if self.checkpoint_every % 100 == 0 else self.checkpoint_every or 100
+        return TrainConfig(batch_size=self.batch_size, steps=self.steps, lr=self.lr, loss=self.loss,
+                           ema_beta=self.ema_beta, seed=self.seed, log_every=log_every,
+                           checkpoint_every=self.checkpoint_every, probe_every=self.probe_every,
+                           patience=self.patience)
 
 
 class EvalParams(BaseModel):

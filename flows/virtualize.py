@@ -31,9 +31,11 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     """
     name = check_name(p.dataset_name())
     gate = p.gate
+    evaluation = p.evaluation.config()
     snapshot = ingest(p.source, p.holdout)
-    checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional)
-    report = evaluate(checkpoint, snapshot, p.evaluation.config(), gate)
+    checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional,
+                           p.train.device, p.train.width, evaluation)
+    report = evaluate(checkpoint, snapshot, evaluation, gate)
     version = register(checkpoint, report, name, gate)
     folder = publish(version, report, snapshot, gate, p.publication.n, p.publication.seed)
     return {"name": name, "metrics": report.metrics, "model": version.model,

@@ -14,7 +14,7 @@ import numpy as np
 from torch import nn
 
 from gan.features import ClassifierConfig, SmallCNN, accuracy, extract, train_classifier
-from gan.metrics import EvalSets, compute, privacy
+from gan.metrics import EvalSets, compute, fid_like, privacy
 from gan.sampling import sample
 
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation samples use seeds no publication defaults to
@@ -83,3 +83,19 @@ def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: E
         clf = train_classifier(fake, labels, G.cfg.num_classes, cfg.classifier)
         metrics["tstr_accuracy"] = accuracy(clf, xh, yh)
     return Evaluation(metrics, fake, labels, distances)
+
+
+def make_probe(extractor: SmallCNN, reference: np.ndarray, reference_labels: np.ndarray | None,
+               n: int = 1000, seed: int = 0):
+    """A cheap quality probe for training: FID-like of n fixed-seed samples against n real
+    *train* images (never the holdout, which the final scores use). Lower is better."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(reference), size=min(n, len(reference)), replace=False)
+    real_stats = extract(extractor, reference[pick])
+    labels = reference_labels[pick] if reference_labels is not None else None
+
+    def probe(G: nn.Module) -> float:
+        fake = sample(G, len(pick), EVAL_SEED_OFFSET // 2 + seed, labels if G.cfg.conditional else None)
+        return fid_like(real_stats, extract(extractor, fake))
+
+    return probe

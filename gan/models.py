@@ -86,9 +86,16 @@ class MLPDiscriminator(nn.Module):
 
 ModelPair = tuple[Callable[[ModelConfig], nn.Module], Callable[[ModelConfig], nn.Module]]
 
+def _dcgan() -> ModelPair:
+    from gan.dcgan import DCDiscriminator, DCGenerator  # gan.dcgan imports ModelConfig from here
+
+    return DCGenerator, DCDiscriminator
+
+
 MODELS: dict[str, ModelPair] = {
     "mlp": (MLPGenerator, MLPDiscriminator),
 }
+MODELS["dcgan"] = _dcgan()
 
 
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
@@ -105,6 +112,10 @@ def init_weights(module: nn.Module, generator: torch.Generator) -> None:
                 m.weight.uniform_(-bound, bound, generator=generator)
                 if m.bias is not None:
                     m.bias.zero_()
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+                m.bias.zero_()
         elif isinstance(m, nn.Embedding):
             with torch.no_grad():
                 m.weight.normal_(0.0, 1.0, generator=generator)

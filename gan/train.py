@@ -1,15 +1,18 @@
 """The training loop: a readable, linear loop counted in generator steps.
 
-Non-saturating GAN losses (BCE with logits), one discriminator and one generator update per
-step, and an EMA copy of the generator that is the one evaluated, registered and served
-(measured on ``digits``: the raw conditional MLP plateaus near 0.6 TSTR; its EMA copy passes
-0.8). Everything random draws from one ``torch.Generator`` seeded by ``TrainConfig.seed``, so
-the same seed and data give the same weights on CPU.
+One discriminator and one generator update per step (non-saturating BCE or hinge losses), and
+an EMA copy of the generator that is the one evaluated, registered and served (measured on
+``digits``: the raw conditional MLP plateaus near 0.6 TSTR; its EMA copy passes 0.8).
+Everything random draws from one ``torch.Generator`` seeded by ``TrainConfig.seed``, and a
+checkpoint holds that generator's state with the weights and optimisers, so the same seed and
+data give the same weights on CPU, also across an interruption and resume.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -18,20 +21,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan import checkpoint
 from gan.models import ModelConfig, build
-from gan.sampling import balanced_labels, grid, sample
+from gan.sampling import grid, sample
+
+LOSSES = ("bce", "hinge")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 128    # images per step
-    steps: int = 10_000      # generator updates
-    lr: float = 2e-4         # Adam, both networks
-    beta1: float = 0.5       # Adam beta1 (the usual GAN choice; 0.9 is Adam's default)
-    ema_beta: float = 0.999  # 0 disables the EMA generator
-    seed: int = 0            # fixes weights, batches and noise
-    log_every: int = 100     # steps between loss reports
-    grid_every: int = 2_000  # steps between sample grids (0: none)
+    batch_size: int = 128          # images per step
+    steps: int = 8_000             # generator updates
+    lr: float = 2e-4               # Adam, both networks
+    beta1: float = 0.5             # Adam beta1 (the usual GAN choice; 0.9 is Adam's default)
+    ema_beta: float = 0.999        # 0 disables the EMA generator
+    loss: str = "bce"              # "bce" (non-saturating) or "hinge"
+    seed: int = 0                  # fixes weights, batches and noise
+    log_every: int = 100           # steps between loss reports (and divergence checks)
+    grid_every: int = 2_000        # steps between sample grids (0: none)
+    checkpoint_every: int = 1_000  # steps between resumable checkpoints (0: none)
+    probe_every: int = 0           # steps between quality probes (0: none); the best EMA wins
+    patience: int = 0              # probes without improvement before stopping early (0: never)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,91 +49,196 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    generator: nn.Module       # the raw generator
+    generator: nn.Module       # the raw generator at the last step
     discriminator: nn.Module
-    ema: nn.Module             # the EMA generator: evaluate and serve this one
-    steps: int
+    ema: nn.Module             # the EMA generator to serve: the best probed one when probing
+    steps: int                 # steps actually run (early stop may end sooner)
     losses: dict[str, float]   # last reported value of each loss
+    best_step: int | None = None     # step of the best probe (None without probes)
+    best_score: float | None = None
+
+
+class Diverged(FloatingPointError):
+    """A non-finite loss or weight; ``step`` is where it was seen."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"training diverged at step {step}: {what}")
+        self.step = step
 
 
 def validate(cfg: TrainConfig) -> None:
     """Fail early, naming the field, on values that cannot train."""
-    for field in ("batch_size", "steps"):
+    for field in ("batch_size", "steps", "log_every"):
         if getattr(cfg, field) <= 0:
             raise ValueError(f"TrainConfig.{field} must be a positive integer, got {getattr(cfg, field)}")
     if not cfg.lr > 0:
         raise ValueError(f"TrainConfig.lr must be positive, got {cfg.lr}")
     if not 0 <= cfg.ema_beta < 1:
         raise ValueError(f"TrainConfig.ema_beta must be in [0, 1), got {cfg.ema_beta}")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose from {list(LOSSES)}")
+    if cfg.checkpoint_every % cfg.log_every:
+        raise ValueError(f"TrainConfig.checkpoint_every ({cfg.checkpoint_every}) must be a multiple of log_every ({cfg.log_every})")
+
+
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "hinge":
+        return -fake.mean()
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))  # non-saturating
+
+
+class _Run:
+    """The mutable state of one training run: networks, optimisers, RNG, step, best probe."""
+
+    def __init__(self, cfg: TrainConfig, model: ModelConfig, device: torch.device):
+        self.G, self.D = (m.to(device) for m in build(model, seed=cfg.seed))
+        self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.step = 0
+        self.best: tuple[float, int, dict] | None = None   # (score, step, EMA state)
+        self.probes_since_best = 0
+
+    def state(self, cfg: TrainConfig, model: ModelConfig) -> dict:
+        best = {} if self.best is None else {"best_score": self.best[0], "best_step": self.best[1],
+                                             "best_ema": self.best[2]}
+        return {"model": model.to_dict(), "train": cfg.to_dict(), "step": self.step,
+                "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+                "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "rng": self.rng.get_state(),
+                "probes_since_best": self.probes_since_best, **best}
+
+    def restore(self, state: dict, cfg: TrainConfig, model: ModelConfig) -> None:
+        for key, ours in (("model", model.to_dict()), ("train", cfg.to_dict())):
+            theirs = {k: v for k, v in state[key].items() if k != "steps"}
+            if theirs != {k: v for k, v in ours.items() if k != "steps"}:
+                raise ValueError(f"checkpoint {key} config {state[key]} differs from this run's {ours}")
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+        self.step = state["step"]
+        self.probes_since_best = state.get("probes_since_best", 0)
+        if "best_ema" in state:
+            self.best = (state["best_score"], state["best_step"], state["best_ema"])
+
+    def finite(self) -> bool:
+        return all(torch.isfinite(p).all() for m in (self.G, self.D, self.ema) for p in m.parameters())
 
 
 def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
           labels: torch.Tensor | None = None, *, device: torch.device | str = "cpu",
           report: Callable[[str, float, int], None] = lambda key, value, step: None,
           report_grid: Callable[[np.ndarray, int], None] = lambda picture, step: None,
-          ) -> TrainResult:
+          probe: Callable[[nn.Module], float] | None = None,
+          checkpoint_path: str | os.PathLike | None = None) -> TrainResult:
     """Train a GAN on ``images`` (uint8, (N, C, H, W)) and optional ``labels`` ((N,) int64).
 
-    ``report(key, value, step)`` receives ``loss_d``, ``loss_g``, ``d_real`` and ``d_fake``
-    every ``log_every`` steps (and at the last); ``report_grid(picture, step)`` a uint8
-    (rows, cols, C) grid of EMA samples every ``grid_every`` steps and at the end.
+    ``report(key, value, step)`` receives ``loss_d``, ``loss_g``, ``d_real``, ``d_fake`` every
+    ``log_every`` steps, ``images_seen`` and, every ``probe_every`` steps, ``probe_score``
+    (``probe(ema)``, lower is better; the best EMA is kept and returned). ``report_grid`` gets
+    a uint8 grid of EMA samples every ``grid_every`` steps. With ``checkpoint_path``, the run
+    resumes from that file when it exists, else writes it at step 0, then every
+    ``checkpoint_every`` steps; a
+    non-finite loss or weight raises ``Diverged`` and leaves the last good checkpoint in place.
     """
     validate(cfg)
     device = torch.device(device)
     if model.conditional and labels is None:
         raise ValueError("a conditional model needs labels")
-    G, D = build(model, seed=cfg.seed)
-    G, D = G.to(device), D.to(device)
-    ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    rng = torch.Generator().manual_seed(cfg.seed + 1)
-
+    run = _Run(cfg, model, device)
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        run.restore(checkpoint.load(checkpoint_path), cfg, model)
+    elif checkpoint_path is not None:
+        _save(run, cfg, model, checkpoint_path)  # step 0: a run always has a good checkpoint
     x_all = images.to(device)                                   # uint8 (N, C, H, W), on device
     y_all = labels.to(device) if model.conditional else None    # (N,)
-    n = x_all.shape[0]
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
     sums = torch.zeros(4, device=device)  # running loss sums: no host sync inside the loop
-    seen = 0
     losses: dict[str, float] = {}
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(n, (cfg.batch_size,), generator=rng).to(device)
-        real = x_all[idx].float() / 255.0                       # (B, C, H, W) in [0, 1]
-        y = y_all[idx] if y_all is not None else None           # (B,)
-        z = torch.randn(cfg.batch_size, model.z_dim, generator=rng).to(device)
+    while run.step < cfg.steps:
+        run.step += 1
+        with autocast:
+            sums += _step(run, cfg, model, x_all, y_all, device)
+        update_ema(run.ema, run.G, cfg.ema_beta, run.step)
+        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            losses = _log(run, cfg, sums, report)
+        if probe is not None and cfg.probe_every and run.step % cfg.probe_every == 0:
+            if _probe(run, cfg, probe, report):
+                break  # early stop: no improvement for `patience` probes
+        if (cfg.grid_every and run.step % cfg.grid_every == 0) or run.step == cfg.steps:
+            report_grid(preview(run.ema, device=device), run.step)
+        if checkpoint_path is not None and cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
+            _save(run, cfg, model, checkpoint_path)
+    best_step = best_score = None
+    if run.best is not None:
+        best_score, best_step, best_state = run.best
+        run.ema.load_state_dict(best_state)
+    return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score)
 
-        # discriminator: real → 1, fake → 0
-        fake = G(z, y)
-        d_real, d_fake = D(real, y), D(fake.detach(), y)
-        loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
 
-        # generator, non-saturating: make the updated D call the same fakes real
-        d_gen = D(fake, y)
-        loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+def _step(run: _Run, cfg: TrainConfig, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
+    """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
+    idx = torch.randint(len(x_all), (cfg.batch_size,), generator=run.rng).to(device)
+    real = x_all[idx].float() / 255.0                           # (B, C, H, W) in [0, 1]
+    y = y_all[idx] if y_all is not None else None               # (B,)
+    z = torch.randn(cfg.batch_size, model.z_dim, generator=run.rng).to(device)
 
-        update_ema(ema, G, cfg.ema_beta, step)
-        sums += torch.stack([loss_d.detach(), loss_g.detach(),
-                             torch.sigmoid(d_real).mean().detach(),
-                             torch.sigmoid(d_fake).mean().detach()])
-        seen += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            values = (sums / seen).tolist()  # the one host sync, every log_every steps
-            losses = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), values))
-            if not all(np.isfinite(v) for v in values):
-                raise FloatingPointError(f"training diverged at step {step}: losses {losses}")
-            for key, value in losses.items():
-                report(key, value, step)
-            sums.zero_()
-            seen = 0
-        if (cfg.grid_every and step % cfg.grid_every == 0) or step == cfg.steps:
-            report_grid(preview(ema, device=device), step)
-    return TrainResult(G, D, ema, cfg.steps, losses)
+    fake = run.G(z, y)
+    out_real, out_fake = run.D(real, y), run.D(fake.detach(), y)
+    loss_d = d_loss(cfg.loss, out_real.float(), out_fake.float())
+    run.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    run.opt_d.step()
+
+    # generator: make the updated D call the same fakes real
+    loss_g = g_loss(cfg.loss, run.D(fake, y).float())
+    run.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    run.opt_g.step()
+    return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(out_real.float()).mean().detach(),
+                        torch.sigmoid(out_fake.float()).mean().detach()])
+
+
+def _log(run: _Run, cfg: TrainConfig, sums: torch.Tensor, report) -> dict[str, float]:
+    seen = cfg.log_every if run.step % cfg.log_every == 0 else run.step % cfg.log_every
+    values = (sums / seen).tolist()  # the one host sync, every log_every steps
+    sums.zero_()
+    losses = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), values))
+    if not all(np.isfinite(v) for v in values):
+        raise Diverged(run.step, f"non-finite losses {losses}")
+    for key, value in losses.items():
+        report(key, value, run.step)
+    report("images_seen", float(run.step * cfg.batch_size), run.step)
+    return losses
+
+
+def _probe(run: _Run, cfg: TrainConfig, probe, report) -> bool:
+    """Score the EMA generator; keep it if best. True when patience has run out."""
+    score = float(probe(run.ema))
+    report("probe_score", score, run.step)
+    if run.best is None or score < run.best[0]:
+        run.best = (score, run.step, copy.deepcopy(run.ema.state_dict()))
+        run.probes_since_best = 0
+    else:
+        run.probes_since_best += 1
+    return bool(cfg.patience) and run.probes_since_best >= cfg.patience
+
+
+def _save(run: _Run, cfg: TrainConfig, model: ModelConfig, path) -> None:
+    if not run.finite():
+        raise Diverged(run.step, "non-finite weights")
+    checkpoint.save_state(path, run.state(cfg, model))
 
 
 @torch.no_grad()
@@ -137,15 +252,10 @@ def update_ema(ema: nn.Module, G: nn.Module, beta: float, step: int) -> None:
 
 
 def preview(G: nn.Module, n: int = 100, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
-    """A grid of n fixed-seed samples (class-balanced rows of 10 when conditional)."""
+    """A grid of n fixed-seed samples (class-balanced rows when conditional)."""
     cfg = G.cfg
-    labels = None
     if cfg.conditional:
         per_row = max(1, n // cfg.num_classes)
         labels = np.repeat(np.arange(cfg.num_classes), per_row)[:n]
-        n = len(labels)
-        return grid(sample(G, n, seed, labels, device), nrow=per_row)
-    return grid(sample(G, n, seed, labels, device))
-
-
-__all__ = ["TrainConfig", "TrainResult", "train", "update_ema", "preview", "balanced_labels"]
+        return grid(sample(G, len(labels), seed, labels, device), nrow=per_row)
+    return grid(sample(G, n, seed, None, device))

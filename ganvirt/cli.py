@@ -43,9 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run the virtualize flow once on a source and publish the result if every gate passes.")
     run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
     run.add_argument("--name", help="dataset name (default: derived from the source)")
+    run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
     run.add_argument("--steps", type=int, default=8_000, help="generator updates (default 8000)")
     run.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
+    run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
+    run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
+    run.add_argument("--probe-every", type=int, default=0, help="steps between FID-like probes; the best EMA generator is registered (default 0: off)")
+    run.add_argument("--patience", type=int, default=0, help="probes without improvement before stopping early (default 0: never)")
     run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
                      help="label-conditional generator (default: when the source has labels)")
@@ -92,8 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         gate[field.strip()] = value.strip()
     p = VirtualizeParams(
         source=args.source, name=args.name, holdout=args.holdout,
-        train=TrainParams(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          conditional=args.conditional),
+        train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                          loss=args.loss, device=args.device, probe_every=args.probe_every,
+                          patience=args.patience, seed=args.seed, conditional=args.conditional),
         gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())
     state = virtualize(p, return_state=True)

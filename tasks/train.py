@@ -1,9 +1,18 @@
-"""Train: fit the GAN on a snapshot's train split inside an MLflow run; return a checkpoint ref."""
+"""Train: fit the GAN on a snapshot's train split inside an MLflow run; return a checkpoint ref.
+
+An interrupted run resumes: the same snapshot and configuration map to one resume folder
+(``<home>/checkpoints/resume-<key>/``) holding the training state and the MLflow run id, so
+running the same ``ganvirt run`` again continues that run from its last checkpoint.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import torch
@@ -12,10 +21,12 @@ from prefect import task
 from tqdm.auto import tqdm
 
 from gan import checkpoint
+from gan.evaluate import EvalConfig, make_probe, real_split
 from gan.models import ModelConfig
-from gan.train import TrainConfig, train
+from gan.train import Diverged, TrainConfig, train
 from ganvirt import settings
 from ganvirt.snapshots import Snapshot
+from tasks.features import extractor_for
 from tasks.tracking import client, experiment_id, run_logger
 
 FLUSH_EVERY = 20  # reports per MLflow batch write: live curves without a write per step
@@ -29,59 +40,125 @@ class CheckpointRef:
     name: str        # dataset name (= experiment name)
 
 
-@task(name="train")
-def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str = "mlp",
-              conditional: bool | None = None, device: str = "cpu") -> CheckpointRef:
-    """Train on the snapshot's train split; log params, losses and sample grids to MLflow."""
-    logger = run_logger()
+def pick_device(device: str) -> torch.device:
+    """``auto`` → cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {device!r}; choose from ['auto', 'cpu', 'cuda', 'mps']")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+    return torch.device(device)
+
+
+def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width: int | None) -> ModelConfig:
     if conditional is None:
         conditional = snapshot.num_classes >= 2
     if conditional and snapshot.num_classes < 2:
         raise ValueError(f"source {snapshot.source!r} has {snapshot.num_classes} class(es): a "
                          "conditional run needs labels of at least 2 classes (use --no-conditional)")
     c, h, w = snapshot.shape
-    model = ModelConfig(kind=model_kind, channels=c, height=h, width=w,
-                        num_classes=snapshot.num_classes if conditional else 0)
+    hidden = width or (64 if kind == "dcgan" else 128)
+    return ModelConfig(kind=kind, channels=c, height=h, width=w, hidden=hidden,
+                       num_classes=snapshot.num_classes if conditional else 0)
+
+
+def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig) -> Path:
+    key = json.dumps([snapshot.fingerprint, cfg.to_dict(), model.to_dict()], sort_keys=True)
+    return settings.home() / "checkpoints" / f"resume-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+@task(name="train")
+def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str = "mlp",
+              conditional: bool | None = None, device: str = "cpu", width: int | None = None,
+              evaluation: EvalConfig | None = None) -> CheckpointRef:
+    """Train on the snapshot's train split; log params, losses, probe scores and sample grids to
+    MLflow; keep the best EMA generator by the probe when ``cfg.probe_every`` is set."""
+    logger = run_logger()
+    model = model_config(snapshot, model_kind, conditional, width)
+    dev = pick_device(device)
     data = snapshot.load()
-    images = torch.from_numpy(data["images"][data["train"]])
-    labels = torch.from_numpy(data["labels"][data["train"]]) if conditional else None
+    xt, yt, _, _ = real_split(data)
+    images = torch.from_numpy(xt)
+    labels = torch.from_numpy(yt) if model.conditional else None
+    probe = None
+    if cfg.probe_every:
+        extractor = extractor_for(snapshot, evaluation or EvalConfig())[0]
+        probe = make_probe(extractor, xt, yt, seed=cfg.seed)
 
+    folder = resume_folder(snapshot, cfg, model)
+    run_id = (folder / "run_id").read_text().strip() if (folder / "run_id").exists() else None
+    if run_id:
+        logger.info("resuming run %s from %s", run_id, folder / "state.pt")
     mlflow.set_tracking_uri(settings.tracking_uri())
-    tracker = client()
-    with mlflow.start_run(experiment_id=experiment_id(name),
-                          run_name=f"{name} · seed {cfg.seed}") as run:
-        mlflow.log_params({**{f"train.{k}": v for k, v in cfg.to_dict().items()},
-                           **{f"model.{k}": v for k, v in model.to_dict().items()},
-                           "source": snapshot.source, "snapshot": snapshot.fingerprint,
-                           "num_train": snapshot.num_train, "num_holdout": snapshot.num_holdout})
-        mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "train"})
-        pending: list[Metric] = []
-        bar = tqdm(total=cfg.steps, desc=f"train {name}", unit="step", mininterval=1.0)
-
-        def report(key: str, value: float, step: int) -> None:
-            pending.append(Metric(key, value, int(1000 * time.time()), step))
-            if key == "loss_d":
-                bar.update(step - bar.n)
-                bar.set_postfix(loss_d=f"{value:.3f}")
-            if len(pending) >= 4 * FLUSH_EVERY:
-                tracker.log_batch(run.info.run_id, metrics=pending)
-                pending.clear()
-
-        def report_grid(picture, step: int) -> None:
-            mlflow.log_image(picture.squeeze(-1) if picture.shape[-1] == 1 else picture,
-                             artifact_file=f"samples/step_{step:07d}.png")
-
-        try:
-            result = train(cfg, model, images, labels, device=device, report=report,
-                           report_grid=report_grid)
-        finally:
-            bar.close()
-            if pending:
-                tracker.log_batch(run.info.run_id, metrics=pending)
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id(name),
+                          run_name=None if run_id else f"{name} · {model.kind} · seed {cfg.seed}") as run:
+        if not run_id:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "run_id").write_text(run.info.run_id)
+            _log_params(snapshot, name, cfg, model, dev)
+        with _Reporter(run.info.run_id, name, cfg) as rep:
+            try:
+                result = train(cfg, model, images, labels, device=dev, report=rep.report,
+                               report_grid=rep.grid, probe=probe, checkpoint_path=folder / "state.pt")
+            except Diverged as exc:
+                raise Diverged(exc.step, f"{exc} (last good checkpoint: {folder / 'state.pt'})") from None
         path = settings.home() / "checkpoints" / run.info.run_id / "generator.pt"
-        checkpoint.save(path, model, result.ema, generator=result.generator,
-                        discriminator=result.discriminator, train=cfg.to_dict(), step=result.steps)
+        checkpoint.save(path, model, result.ema.cpu(), train=cfg.to_dict(), step=result.steps)
         mlflow.log_artifact(str(path), artifact_path="checkpoint")
-        logger.info("trained %d steps; final losses %s; run %s", result.steps,
-                    {k: round(v, 4) for k, v in result.losses.items()}, run.info.run_id)
+        if result.best_step is not None:
+            mlflow.log_metrics({"best_step": result.best_step, "best_probe_score": result.best_score})
+        logger.info("trained %d steps (%s images); best probe %s at step %s; run %s", result.steps,
+                    result.steps * cfg.batch_size, result.best_score, result.best_step, run.info.run_id)
+    shutil.rmtree(folder, ignore_errors=True)  # finished: a later identical run trains anew
     return CheckpointRef(run.info.run_id, str(path), model.to_dict(), name)
+
+
+def _log_params(snapshot: Snapshot, name: str, cfg: TrainConfig, model: ModelConfig, dev) -> None:
+    mlflow.log_params({**{f"train.{k}": v for k, v in cfg.to_dict().items()},
+                       **{f"model.{k}": v for k, v in model.to_dict().items()},
+                       "source": snapshot.source, "snapshot": snapshot.fingerprint, "device": str(dev),
+                       "num_train": snapshot.num_train, "num_holdout": snapshot.num_holdout})
+    mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "train"})
+
+
+class _Reporter:
+    """Progress bar (images/s, latest probe) and batched MLflow metric writes."""
+
+    def __init__(self, run_id: str, name: str, cfg: TrainConfig):
+        self.run_id, self.cfg = run_id, cfg
+        self.tracker = client()
+        self.pending: list[Metric] = []
+        self.bar = tqdm(total=cfg.steps * cfg.batch_size, desc=f"train {name}", unit="img",
+                        unit_scale=True, mininterval=2.0)
+        self.post: dict[str, str] = {}
+
+    def report(self, key: str, value: float, step: int) -> None:
+        self.pending.append(Metric(key, value, int(1000 * time.time()), step))
+        if key == "images_seen":
+            self.bar.update(int(value) - self.bar.n)
+        elif key in ("loss_d", "probe_score"):
+            self.post[key] = f"{value:.3f}"
+            self.bar.set_postfix(self.post, refresh=False)
+        if len(self.pending) >= 5 * FLUSH_EVERY:
+            self.flush()
+
+    def grid(self, picture, step: int) -> None:
+        mlflow.log_image(picture.squeeze(-1) if picture.shape[-1] == 1 else picture,
+                         artifact_file=f"samples/step_{step:07d}.png")
+
+    def flush(self) -> None:
+        if self.pending:
+            self.tracker.log_batch(self.run_id, metrics=self.pending)
+            self.pending.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+        self.flush()

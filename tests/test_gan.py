@@ -1,5 +1,7 @@
 """The GAN library: shapes, determinism, batch-independent sampling, checkpoints."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +39,7 @@ def test_seed_architecture_is_faithful():
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(ValueError, match=r"unknown model 'dcgn'; choose from \['mlp'\]"):
+    with pytest.raises(ValueError, match=r"unknown model 'dcgn'; choose from \['dcgan', 'mlp'\]"):
         build(ModelConfig(kind="dcgn"))
 
 
@@ -122,3 +124,89 @@ def test_grid_layout():
     pic = grid(images, nrow=3, pad=1)
     assert pic.shape == (2 * 5 + 1, 3 * 5 + 1, 1)
     assert pic[1:5, 1:5].min() == 200 and pic[0].max() == 0
+
+
+# ------------------------------------------------------------------ resume, divergence, probe, dcgan
+
+from gan.train import Diverged  # noqa: E402
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    x, y = toy_data()
+    cfg = TrainConfig(steps=40, batch_size=16, log_every=10, checkpoint_every=20, grid_every=0)
+    model = ModelConfig(kind="dcgan", height=8, width=8, num_classes=3, hidden=16)
+    whole = train(cfg, model, x, y, checkpoint_path=tmp_path / "a.pt")
+
+    def crash(key, value, step):
+        if step == 30:
+            raise Interrupt  # after the step-20 checkpoint, before the end
+
+    with pytest.raises(Interrupt):
+        train(cfg, model, x, y, report=crash, checkpoint_path=tmp_path / "b.pt")
+    assert checkpoint.load(tmp_path / "b.pt")["step"] == 20
+    resumed = train(cfg, model, x, y, checkpoint_path=tmp_path / "b.pt")
+    for net in ("ema", "generator", "discriminator"):
+        a, b = getattr(whole, net).state_dict(), getattr(resumed, net).state_dict()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (net, key)
+
+
+def test_resume_refuses_another_config(tmp_path):
+    x, y = toy_data()
+    model = ModelConfig(height=8, width=8, num_classes=3)
+    train(TrainConfig(steps=10, batch_size=8, log_every=5, checkpoint_every=5), model, x, y,
+          checkpoint_path=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="differs"):
+        train(TrainConfig(steps=10, batch_size=8, log_every=5, checkpoint_every=5, lr=1e-3), model, x, y,
+              checkpoint_path=tmp_path / "c.pt")
+
+
+def test_divergence_guard_keeps_a_loadable_checkpoint(tmp_path):
+    x, y = toy_data()
+    cfg = TrainConfig(steps=50, batch_size=16, lr=1e12, log_every=1, checkpoint_every=1, grid_every=0)  # absurd lr
+    with pytest.raises(Diverged, match=r"training diverged at step \d+") as err:
+        train(cfg, ModelConfig(height=8, width=8, num_classes=3), x, y, checkpoint_path=tmp_path / "d.pt")
+    state = checkpoint.load(tmp_path / "d.pt")
+    assert state["step"] < err.value.step
+    G = checkpoint.load_generator(tmp_path / "d.pt")
+    assert sample(G, 3, 0, np.array([0, 1, 2])).shape == (3, 1, 8, 8)
+
+
+def test_probe_keeps_the_best_ema():
+    x, y = toy_data()
+    scores = iter([5.0, 1.0, 3.0, 4.0])
+    seen = []
+
+    def probe(G):
+        seen.append(copy.deepcopy(G.state_dict()))
+        return next(scores)
+
+    cfg = TrainConfig(steps=40, batch_size=16, log_every=10, probe_every=10, grid_every=0)
+    res = train(cfg, ModelConfig(height=8, width=8, num_classes=3), x, y, probe=probe)
+    assert (res.best_step, res.best_score) == (20, 1.0)
+    for key, value in seen[1].items():
+        assert torch.equal(res.ema.state_dict()[key], value)
+    early = train(TrainConfig(**{**cfg.to_dict(), "patience": 1}), ModelConfig(height=8, width=8, num_classes=3),
+                  x, y, probe=lambda G: 1.0)
+    assert early.steps == 20  # the second probe did not improve: stop
+
+
+@pytest.mark.parametrize("loss", ["bce", "hinge"])
+def test_dcgan_trains_and_samples_independently_of_batch(loss):
+    x, y = toy_data(n=48, h=12, w=10)
+    cfg = TrainConfig(steps=20, batch_size=8, log_every=10, grid_every=0, loss=loss)
+    res = train(cfg, ModelConfig(kind="dcgan", height=12, width=10, num_classes=3, hidden=16), x, y)
+    seeds, labels = np.arange(70), balanced_labels(70, 3)
+    together = sample_seeds(res.ema, seeds, labels)
+    singles = np.concatenate([sample_seeds(res.ema, seeds[i:i + 1], labels[i:i + 1]) for i in range(70)])
+    np.testing.assert_array_equal(together, singles)
+    assert together.shape == (70, 1, 12, 10)
+
+
+def test_unknown_loss():
+    with pytest.raises(ValueError, match=r"unknown loss 'wgan'; choose from \['bce', 'hinge'\]"):
+        train(TrainConfig(loss="wgan"), ModelConfig(height=8, width=8), *toy_data())
