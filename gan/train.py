@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -94,15 +95,37 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))  # non-saturating
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) under ``torch.distributed`` (e.g. launched by torchrun), else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_mean(tensors) -> None:
+    """Average tensors across ranks in place (gradients, BatchNorm statistics, loss sums)."""
+    rank, size = world()
+    if size == 1:
+        return
+    for t in tensors:
+        dist.all_reduce(t)
+        t.div_(size)
+
+
 class _Run:
-    """The mutable state of one training run: networks, optimisers, RNG, step, best probe."""
+    """The mutable state of one training run: networks, optimisers, RNG, step, best probe.
+
+    Under torch.distributed every rank holds the same networks (same seed, averaged gradients
+    and BatchNorm statistics) and draws its own shard of each batch from a rank-seeded RNG.
+    """
 
     def __init__(self, cfg: TrainConfig, model: ModelConfig, device: torch.device):
+        self.rank, self.size = world()
         self.G, self.D = (m.to(device) for m in build(model, seed=cfg.seed))
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
         self.step = 0
         self.best: tuple[float, int, dict] | None = None   # (score, step, EMA state)
         self.probes_since_best = 0
@@ -113,7 +136,7 @@ class _Run:
         return {"model": model.to_dict(), "train": cfg.to_dict(), "step": self.step,
                 "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
                 "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "rng": self.rng.get_state(),
+                "opt_d": self.opt_d.state_dict(), "rng": self._rng_states(),
                 "probes_since_best": self.probes_since_best, **best}
 
     def restore(self, state: dict, cfg: TrainConfig, model: ModelConfig) -> None:
@@ -126,11 +149,18 @@ class _Run:
         self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(state["rng"][self.rank] if isinstance(state["rng"], list) else state["rng"])
         self.step = state["step"]
         self.probes_since_best = state.get("probes_since_best", 0)
         if "best_ema" in state:
             self.best = (state["best_score"], state["best_step"], state["best_ema"])
+
+    def _rng_states(self) -> torch.Tensor | list[torch.Tensor]:
+        if self.size == 1:
+            return self.rng.get_state()
+        states = [torch.empty_like(self.rng.get_state()) for _ in range(self.size)]
+        dist.all_gather(states, self.rng.get_state())
+        return states
 
     def finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.G, self.D, self.ema) for p in m.parameters())
@@ -157,10 +187,15 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     if model.conditional and labels is None:
         raise ValueError("a conditional model needs labels")
     run = _Run(cfg, model, device)
+    if cfg.batch_size % run.size:
+        raise ValueError(f"TrainConfig.batch_size {cfg.batch_size} must divide by the {run.size} ranks")
+    if run.rank != 0:  # rank 0 alone logs, draws grids and writes checkpoints
+        report, report_grid = (lambda *a: None), (lambda *a: None)
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         run.restore(checkpoint.load(checkpoint_path), cfg, model)
     elif checkpoint_path is not None:
         _save(run, cfg, model, checkpoint_path)  # step 0: a run always has a good checkpoint
+    batch = cfg.batch_size // run.size  # each rank's shard of a step's batch
     x_all = images.to(device)                                   # uint8 (N, C, H, W), on device
     y_all = labels.to(device) if model.conditional else None    # (N,)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
@@ -169,7 +204,7 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     while run.step < cfg.steps:
         run.step += 1
         with autocast:
-            sums += _step(run, cfg, model, x_all, y_all, device)
+            sums += _step(run, cfg.loss, batch, model, x_all, y_all, device)
         update_ema(run.ema, run.G, cfg.ema_beta, run.step)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             losses = _log(run, cfg, sums, report)
@@ -187,31 +222,35 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score)
 
 
-def _step(run: _Run, cfg: TrainConfig, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
+def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
     """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
-    idx = torch.randint(len(x_all), (cfg.batch_size,), generator=run.rng).to(device)
+    idx = torch.randint(len(x_all), (batch,), generator=run.rng).to(device)
     real = x_all[idx].float() / 255.0                           # (B, C, H, W) in [0, 1]
     y = y_all[idx] if y_all is not None else None               # (B,)
-    z = torch.randn(cfg.batch_size, model.z_dim, generator=run.rng).to(device)
+    z = torch.randn(batch, model.z_dim, generator=run.rng).to(device)
 
     fake = run.G(z, y)
     out_real, out_fake = run.D(real, y), run.D(fake.detach(), y)
-    loss_d = d_loss(cfg.loss, out_real.float(), out_fake.float())
+    loss_d = d_loss(loss, out_real.float(), out_fake.float())
     run.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
+    _all_mean(p.grad for p in run.D.parameters())
     run.opt_d.step()
 
     # generator: make the updated D call the same fakes real
-    loss_g = g_loss(cfg.loss, run.D(fake, y).float())
+    loss_g = g_loss(loss, run.D(fake, y).float())
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    _all_mean(p.grad for p in run.G.parameters())
     run.opt_g.step()
+    _all_mean(b for b in run.G.buffers() if b.is_floating_point())  # BatchNorm running stats
     return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(out_real.float()).mean().detach(),
                         torch.sigmoid(out_fake.float()).mean().detach()])
 
 
 def _log(run: _Run, cfg: TrainConfig, sums: torch.Tensor, report) -> dict[str, float]:
     seen = cfg.log_every if run.step % cfg.log_every == 0 else run.step % cfg.log_every
+    _all_mean([sums])
     values = (sums / seen).tolist()  # the one host sync, every log_every steps
     sums.zero_()
     losses = dict(zip(("loss_d", "loss_g", "d_real", "d_fake"), values))
@@ -238,7 +277,9 @@ def _probe(run: _Run, cfg: TrainConfig, probe, report) -> bool:
 def _save(run: _Run, cfg: TrainConfig, model: ModelConfig, path) -> None:
     if not run.finite():
         raise Diverged(run.step, "non-finite weights")
-    checkpoint.save_state(path, run.state(cfg, model))
+    state = run.state(cfg, model)  # every rank joins the RNG gather
+    if run.rank == 0:
+        checkpoint.save_state(path, state)
 
 
 @torch.no_grad()
