@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ganvirt-installed
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui
+.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui up
 
 install: $(STAMP)
 
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/ganvirt run $(ARGS)
+
+up: $(STAMP)
+	$(VENV)/bin/ganvirt up $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

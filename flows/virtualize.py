@@ -37,7 +37,7 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
                            p.train.device, p.train.width, evaluation)
     report = evaluate(checkpoint, snapshot, evaluation, gate)
     version = register(checkpoint, report, name, gate)
-    folder = publish(version, report, snapshot, gate, p.publication.n, p.publication.seed)
+    folder = publish(name, p.publication.n, p.publication.seed, expected_version=version.version)
     return {"name": name, "metrics": report.metrics, "model": version.model,
             "version": version.version, "alias": "champion", "run_id": version.run_id,
             "dataset": folder}

@@ -44,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
     run.add_argument("--name", help="dataset name (default: derived from the source)")
     run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
-    run.add_argument("--steps", type=int, default=8_000, help="generator updates (default 8000)")
-    run.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 15000 dcgan)")
+    run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
     run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
     run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
     run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
-    run.add_argument("--probe-every", type=int, default=0, help="steps between FID-like probes; the best EMA generator is registered (default 0: off)")
+    run.add_argument("--probe-every", type=int, help="steps between FID-like probes; the best EMA generator is registered (default: off for mlp, 1000 for dcgan)")
     run.add_argument("--patience", type=int, default=0, help="probes without improvement before stopping early (default 0: never)")
     run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("ref", metavar="NAME[@VERSION]")
     pull.add_argument("--to", required=True, type=Path, help="destination folder")
     pull.set_defaults(func=cmd_pull)
+
+    pub = sub.add_parser("publish", help="publish a new dataset version from the current champion, without training",
+                         description="Sample N images from models:/NAME-generator@champion into a new catalog version (runs the republish flow).")
+    pub.add_argument("name", metavar="NAME")
+    pub.add_argument("-n", type=int, default=10_000, help="number of images (default 10000)")
+    pub.add_argument("--seed", type=int, default=0, help="image i uses seed S+i (default 0)")
+    pub.set_defaults(func=cmd_publish)
+
+    upp = sub.add_parser("up", help="start the Prefect server, MLflow server and deployment runner on 127.0.0.1",
+                         description="Start a Prefect server (UI and API), an MLflow tracking server and the process serving "
+                                     "the deployments, over GANVIRT_HOME; Ctrl-C or SIGTERM stops them all.")
+    upp.add_argument("--prefect-port", type=int, default=4200, help="Prefect UI/API port (default 4200)")
+    upp.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI/API port (default 5000)")
+    upp.add_argument("--cron", default="0 2 * * *", help="schedule of virtualize/scheduled (default nightly 02:00; '' for none)")
+    upp.add_argument("--source", default="digits", help="source of scheduled runs (default digits)")
+    upp.set_defaults(func=cmd_up)
 
     smp = sub.add_parser("sample", help="sample images on demand from a registered generator",
                          description="Sample from models:/NAME-generator@ALIAS (default alias champion); image i uses seed S+i.")
@@ -144,6 +160,20 @@ def cmd_pull(args: argparse.Namespace) -> int:
     m = catalog.manifest(folder)
     print(f"pulled {m['name']}@{m['version']} to {folder} ({len(m['files'])} files verified)")
     return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from flows.republish import RepublishParams, republish
+
+    folder = republish(RepublishParams(name=settings.check_name(args.name), n=args.n, seed=args.seed))
+    print(f"published {folder}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from ganvirt.services import up
+
+    return up(args.prefect_port, args.mlflow_port, args.cron, args.source)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -12,11 +12,7 @@ import catalog
 from gan.sampling import balanced_labels, sample_seeds
 from ganvirt import report as reporting
 from ganvirt import settings
-from ganvirt.gates import GatePolicy
-from ganvirt.snapshots import Snapshot
-from tasks.evaluate import Report
-from tasks.register import ModelVersionRef
-from tasks.tracking import client, run_logger
+from tasks.tracking import client, model_name, run_logger
 
 
 def load_generator(model: str, alias: str = "champion"):
@@ -34,33 +30,35 @@ def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None) -
     reporting.save_picture(reporting.class_grid(images, labels), folder / "preview.png", tile=images.shape[2])
 
 
+def lineage(mv) -> dict:
+    """What a manifest records about a registered version, read back from its MLflow run."""
+    run = client().get_run(mv.run_id)
+    report = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/report/report.json")
+    return {
+        "generator": {"model": mv.name, "version": str(mv.version), "run_id": mv.run_id,
+                      "uri": f"models:/{mv.name}/{mv.version}"},
+        "source": {"uri": run.data.params.get("source"), "fingerprint": run.data.params.get("snapshot")},
+        "metrics": report["metrics"],
+        "thresholds": report["thresholds"],
+        "extractor_hash": report["extractor_hash"],
+    }
+
+
 @task(name="publish")
-def publish(version: ModelVersionRef, report: Report, snapshot: Snapshot, gate: GatePolicy,
-            n: int = 10_000, seed: int = 0) -> str:
-    """Write ``n`` samples (class-balanced when conditional) of the champion as a new version of
-    the dataset; image i uses seed ``seed + i``. Returns the version folder."""
+def publish(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None = None) -> str:
+    """Write ``n`` samples (class-balanced when conditional) of the current champion of
+    ``<name>-generator`` as a new version of dataset ``name``; image i uses seed ``seed + i``.
+    With ``expected_version``, refuse if the champion has moved meanwhile. Returns the folder."""
     logger = run_logger()
-    G, mv = load_generator(version.model, "champion")
-    if str(mv.version) != version.version:
-        raise RuntimeError(f"{version.model}: champion is version {mv.version}, not {version.version}; "
+    G, mv = load_generator(model_name(name), "champion")
+    if expected_version is not None and str(mv.version) != expected_version:
+        raise RuntimeError(f"{mv.name}: champion is version {mv.version}, not {expected_version}; "
                            "another run moved it, refusing to publish a stale version")
     labels = balanced_labels(n, G.cfg.num_classes) if G.cfg.conditional else None
     images = sample_seeds(G, seed + np.arange(n, dtype=np.int64), labels)
-    name = version.model.removesuffix("-generator")
     counts = np.bincount(labels, minlength=G.cfg.num_classes).tolist() if labels is not None else []
-    manifest = {
-        "format": "npz",
-        "shape": list(images.shape),
-        "class_counts": counts,
-        "generator": {"model": version.model, "version": version.version, "run_id": version.run_id,
-                      "uri": f"models:/{version.model}/{version.version}"},
-        "source": {"uri": snapshot.source, "fingerprint": snapshot.fingerprint},
-        "metrics": report.metrics,
-        "thresholds": gate.thresholds(report.metrics, G.cfg.conditional),
-        "extractor_hash": report.extractor_hash,
-        "seed": seed,
-        "prefect_flow_run_id": str(runtime.flow_run.id or ""),
-    }
+    manifest = {"format": "npz", "shape": list(images.shape), "class_counts": counts, **lineage(mv),
+                "seed": seed, "prefect_flow_run_id": str(runtime.flow_run.id or "")}
     folder = catalog.publish(settings.catalog_root(), name,
                              lambda d: write_dataset(d, images, labels), manifest)
     logger.info("published %s version %s: %d images in %s", name, folder.name, n, folder)

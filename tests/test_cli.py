@@ -7,7 +7,7 @@ import pytest
 
 from ganvirt.cli import main
 
-COMMANDS = ["run", "datasets", "pull", "sample"]
+COMMANDS = ["run", "datasets", "pull", "sample", "publish", "up"]
 
 
 def ganvirt(*args, **kw):
@@ -47,3 +47,15 @@ def test_unwritable_home(tmp_path):
     out = ganvirt("datasets", env={"GANVIRT_HOME": str(blocker / "home"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 1
     assert out.stderr.startswith("ganvirt: error: GANVIRT_HOME=") and "not writable" in out.stderr
+
+
+def test_up_refuses_a_taken_port(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["up", "--prefect-port", str(port), "--mlflow-port", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"--prefect-port {port}: 127.0.0.1:{port} is already in use" in err

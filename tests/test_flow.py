@@ -103,3 +103,14 @@ def test_cli_run_with_bad_source_fails_in_one_line(prefect_server, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("ganvirt: error: source") and "no such file or folder" in err[-1]
     assert not (settings.catalog_root() / "bad").exists()
+
+
+def test_publish_without_training(published, capsys):
+    before = catalog.versions_of(settings.catalog_root() / "e2e")
+    assert main(["publish", "e2e", "-n", "30", "--seed", "5"]) == 0
+    after = catalog.versions_of(settings.catalog_root() / "e2e")
+    assert after == before + [before[-1] + 1]
+    m = catalog.verify(settings.catalog_root() / "e2e" / str(after[-1]))
+    assert m["shape"][0] == 30 and m["seed"] == 5
+    assert m["generator"]["version"] == published["version"]  # the champion, not retrained
+    assert m["metrics"]["fid_like"] == pytest.approx(published["metrics"]["fid_like"])

@@ -71,7 +71,7 @@ def champion(snapshot):
     ckpt = train_gan.fn(snapshot, NAME, TrainConfig(steps=6000, grid_every=0))
     report = evaluate.fn(ckpt, snapshot, EVAL, POLICY)
     version = register.fn(ckpt, report, NAME, POLICY)  # a decent generator passes every gate
-    folder = publish.fn(version, report, snapshot, POLICY, n=200)
+    folder = publish.fn(NAME, n=200, expected_version=version.version)
     return version, folder, report
 
 

@@ -95,7 +95,7 @@ def test_register_and_publish(chain, tmp_path):
     mv = client().get_model_version_by_alias("unit-generator", "champion")
     assert str(mv.version) == version.version and mv.tags["fid_like"] == f"{report.metrics['fid_like']:.6g}"
     assert "Gates: passed" in mv.description
-    folder = publish.fn(version, report, snap, LENIENT, n=50, seed=3)
+    folder = publish.fn("unit", n=50, seed=3, expected_version=version.version)
     m = catalog.verify(folder)
     assert m["shape"] == [50, 1, 8, 8] and m["class_counts"] == [5] * 10 and m["seed"] == 3
     assert m["generator"] == {"model": "unit-generator", "version": version.version,

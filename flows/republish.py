@@ -1,0 +1,22 @@
+"""The ``republish`` flow: a new dataset version sampled from the current champion, no training."""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from ganvirt.settings import check_name
+from tasks.publish import publish
+
+
+class RepublishParams(BaseModel):
+    name: str = Field("digits", description="dataset name; samples models:/<name>-generator@champion")
+    n: int = Field(10_000, ge=1, le=10_000_000, description="images in the new version")
+    seed: int = Field(0, ge=0, description="image i uses seed + i")
+
+
+@flow(name="republish", log_prints=True,
+      flow_run_name="{p.name} · republish")
+def republish(p: RepublishParams = RepublishParams()) -> str:
+    """Publish ``p.n`` images of the current champion as a new version of dataset ``p.name``."""
+    return publish(check_name(p.name), p.n, p.seed)

@@ -1,0 +1,3 @@
+-- one database each for Prefect and MLflow
+CREATE DATABASE prefect;
+CREATE DATABASE mlflow;

@@ -1,0 +1,87 @@
+"""`ganvirt up` for real: Prefect and MLflow servers and the deployment runner on free ports;
+a virtualize run triggered through the Prefect API the way the UI does; its champion found over
+MLflow's REST API and its dataset in the catalog; every process stopped afterwards."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import catalog
+from ganvirt.services import port_free
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url: str, body: dict | None = None, method: str | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def wait_for(fn, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_up_serves_deployments_and_runs_them(tmp_path):
+    pp, mp = free_port(), free_port()
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME")}
+    env["GANVIRT_HOME"] = str(home)
+    proc = subprocess.Popen([sys.executable, "-m", "ganvirt.cli", "up", "--prefect-port", str(pp),
+                             "--mlflow-port", str(mp), "--cron", ""], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    api = f"http://127.0.0.1:{pp}/api"
+    try:
+        deployments = wait_for(lambda: call(f"{api}/deployments/filter", {}) if len(
+            call(f"{api}/deployments/filter", {})) == 2 else None, 240, "two deployments")
+        names = {d["name"] for d in deployments}
+        assert names == {"scheduled", "on-demand"}
+        dep = next(d for d in deployments if d["name"] == "scheduled")
+        params = {"p": {"source": "digits", "name": "served",
+                        "train": {"steps": 300, "batch_size": 64},
+                        "evaluation": {"classifier_steps": 50, "num_samples": 400},
+                        "gate": {"max_fid_ratio": 1e9, "max_kid": 1e12, "min_precision": 0, "min_recall": 0,
+                                 "min_tstr_accuracy": 0, "max_dcr_share": 1, "max_near_copy_share": 1,
+                                 "max_mia_auc": 1},
+                        "publication": {"n": 50}}}
+        run = call(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
+        final = wait_for(lambda: (lambda r: r if r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED") else None)(
+            call(f"{api}/flow_runs/{run['id']}")), 400, "the flow run to finish")
+        assert final["state"]["type"] == "COMPLETED", final["state"]
+        alias = call(f"http://127.0.0.1:{mp}/api/2.0/mlflow/registered-models/alias?name=served-generator&alias=champion")
+        assert alias["model_version"]["version"] == "1"
+        folder = catalog.resolve(home / "catalog", "served")
+        assert catalog.verify(folder)["generator"]["version"] == "1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"Prefect UI:  http://127.0.0.1:{pp}" in out and f"MLflow UI:   http://127.0.0.1:{mp}" in out
+    assert port_free(pp) and port_free(mp)  # nothing left behind
+    leftover = subprocess.run(["pgrep", "-f", f"--port {pp}|--port {mp}|flows.deployments"],
+                              capture_output=True, text=True).stdout.strip()
+    assert leftover == "", leftover
