@@ -21,7 +21,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    steps: int = 600         # optimiser steps (a fixed budget, whatever the data size)
+    steps: int = 1_500       # optimiser steps (a fixed budget, whatever the data size)
     batch_size: int = 64     # images per step
     lr: float = 1e-3         # Adam
     feature_dim: int = 128   # width of the feature layer
