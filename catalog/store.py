@@ -43,7 +43,7 @@ def publish(root: Path, name: str, write: Callable[[Path], None], manifest: dict
     try:
         write(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        for attempt in range(1000):
+        for _ in range(1000):  # bounded: a version number is claimed within a few tries
             version = _next_version(base)
             body = {"name": name, "version": version,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -104,7 +104,7 @@ def world() -> tuple[int, int]:
 
 def _all_mean(tensors) -> None:
     """Average tensors across ranks in place (gradients, BatchNorm statistics, loss sums)."""
-    rank, size = world()
+    _, size = world()
     if size == 1:
         return
     for t in tensors:

@@ -145,7 +145,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         for v in catalog.versions_of(root / name):
             m = catalog.manifest(root / name / str(v))
             met = m.get("metrics", {})
-            fmt = lambda k, w: f"{met[k]:{w}.3f}" if k in met else f"{'-':>{w}s}"  # noqa: E731
+            fmt = lambda k, w, met=met: f"{met[k]:{w}.3f}" if k in met else f"{'-':>{w}s}"
             gen = m.get("generator", {})
             print(f"{name:24s} {v:>4d} {m['created']:25s} {m['shape'][0]:>8d} {fmt('fid_like', 9)} "
                   f"{fmt('fid_like_floor', 8)} {fmt('tstr_accuracy', 6)} {fmt('trtr_accuracy', 6)}  "

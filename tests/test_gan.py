@@ -109,7 +109,7 @@ def test_checkpoint_roundtrip_is_plain_data(tmp_path):
     labels = balanced_labels(8, 3)
     np.testing.assert_array_equal(sample(G, 8, 0, labels), sample(res.ema, 8, 0, labels))
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
         checkpoint.load(tmp_path / "bad.pt")
 
 
