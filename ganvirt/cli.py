@@ -39,28 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in MLflow and publish a synthetic dataset. State lives under GANVIRT_HOME (default ./.ganvirt)."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the whole flow once (ingest, train, evaluate, register, publish)",
-                         description="Run the virtualize flow once on a source and publish the result if every gate passes.")
-    run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
-    run.add_argument("--name", help="dataset name (default: derived from the source)")
-    run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
-    run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 15000 dcgan)")
-    run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
-    run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
-    run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
-    run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
-    run.add_argument("--probe-every", type=int, help="steps between FID-like probes; the best EMA generator is registered (default: off for mlp, 1000 for dcgan)")
-    run.add_argument("--patience", type=int, default=0, help="probes without improvement before stopping early (default 0: never)")
-    run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
-                     help="label-conditional generator (default: when the source has labels)")
-    run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
-    run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
-    run.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE",
-                     help="override a gate threshold, e.g. --gate min_tstr_accuracy=0.9 (fields: "
-                          "max_fid_ratio, max_kid, min_precision, min_recall, min_tstr_accuracy, "
-                          "max_dcr_share, max_near_copy_share, max_mia_auc)")
-    run.set_defaults(func=cmd_run)
+    _add_run(sub)
 
     ds = sub.add_parser("datasets", help="list published datasets and versions with headline metrics",
                         description="List published datasets (or the versions of one) with headline metrics.")
@@ -98,6 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--out", required=True, type=Path, help="output .npz (images, labels, seeds)")
     smp.set_defaults(func=cmd_sample)
     return parser
+
+
+def _add_run(sub) -> None:
+    run = sub.add_parser("run", help="run the whole flow once (ingest, train, evaluate, register, publish)",
+                         description="Run the virtualize flow once on a source and publish the result if every gate passes.")
+    run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
+    run.add_argument("--name", help="dataset name (default: derived from the source)")
+    run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
+    run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 15000 dcgan)")
+    run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
+    run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
+    run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
+    run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
+    run.add_argument("--probe-every", type=int, help="steps between FID-like probes; the best EMA generator is registered (default: off for mlp, 1000 for dcgan)")
+    run.add_argument("--patience", type=int, default=0, help="probes without improvement before stopping early (default 0: never)")
+    run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
+                     help="label-conditional generator (default: when the source has labels)")
+    run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
+    run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
+    run.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override a gate threshold, e.g. --gate min_tstr_accuracy=0.9 (fields: "
+                          "max_fid_ratio, max_kid, min_precision, min_recall, min_tstr_accuracy, "
+                          "max_dcr_share, max_near_copy_share, max_mia_auc)")
+    run.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
