@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.publication import publish_dataset, task_runner
 from ganvirt.settings import check_name
-from tasks.publish import publish
 
 
 class RepublishParams(BaseModel):
@@ -15,8 +15,8 @@ class RepublishParams(BaseModel):
     seed: int = Field(0, ge=0, description="image i uses seed + i")
 
 
-@flow(name="republish", log_prints=True,
-      flow_run_name="{p.name} · republish")
+@flow(name="republish", log_prints=True, flow_run_name="{p.name} · republish",
+      task_runner=task_runner())
 def republish(p: RepublishParams = RepublishParams()) -> str:
     """Publish ``p.n`` images of the current champion as a new version of dataset ``p.name``."""
-    return publish(check_name(p.name), p.n, p.seed)
+    return publish_dataset(check_name(p.name), p.n, p.seed)

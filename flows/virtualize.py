@@ -6,10 +6,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.params import VirtualizeParams, name_from_source
+from flows.publication import publish_dataset, task_runner
 from ganvirt.settings import check_name
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
-from tasks.publish import publish
 from tasks.register import register
 from tasks.train import train_gan
 
@@ -22,7 +22,7 @@ def _run_name() -> str:
     return f"{name} · seed {seed}"
 
 
-@flow(name="virtualize", log_prints=True, flow_run_name=_run_name)
+@flow(name="virtualize", log_prints=True, flow_run_name=_run_name, task_runner=task_runner())
 def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     """Turn a real source into a published synthetic dataset and a champion generator.
 
@@ -37,7 +37,7 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
                            p.train.device, p.train.width, evaluation)
     report = evaluate(checkpoint, snapshot, evaluation, gate)
     version = register(checkpoint, report, name, gate)
-    folder = publish(name, p.publication.n, p.publication.seed, expected_version=version.version)
+    folder = publish_dataset(name, p.publication.n, p.publication.seed, expected_version=version.version)
     return {"name": name, "metrics": report.metrics, "model": version.model,
             "version": version.version, "alias": "champion", "run_id": version.run_id,
             "dataset": folder}

@@ -116,6 +116,35 @@ def create(raw: RawData, source: str, root: Path, holdout: float = 0.2, seed: in
     return _from_meta(folder), True
 
 
+def _index_file(root: Path, key: str, holdout: float, seed: int) -> Path:
+    return root / "by-source" / f"{key[:32]}-h{round(holdout * 100)}-s{seed}.json"
+
+
+def lookup(root: Path, key: str | None, holdout: float = 0.2, seed: int = 0) -> Snapshot | None:
+    """The snapshot already made from a source whose raw content has sha256 ``key``, if it is
+    still complete on disk; None otherwise (then the source must be read)."""
+    if key is None:
+        return None
+    entry = _index_file(root, key, holdout, seed)
+    try:
+        folder = root / json.loads(entry.read_text())["snapshot"]
+        snap = _from_meta(folder)
+    except (OSError, ValueError, KeyError):
+        return None
+    return snap if (folder / "data.npz").exists() else None
+
+
+def remember(root: Path, key: str | None, snap: Snapshot, holdout: float = 0.2, seed: int = 0) -> None:
+    """Record that raw source content ``key`` gave ``snap`` (atomic; a later ``lookup`` finds it)."""
+    if key is None:
+        return
+    entry = _index_file(root, key, holdout, seed)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"snapshot": Path(snap.path).name, "source_key": key}))
+    os.replace(tmp, entry)
+
+
 def _from_meta(folder: Path) -> Snapshot:
     m = json.loads((folder / "meta.json").read_text())
     return Snapshot(str(folder), m["fingerprint"], m["source"], tuple(m["shape"]), m["num_images"],

@@ -60,6 +60,31 @@ def read(source: str, downloads: Path) -> RawData:
     return read_image_folder(path)
 
 
+def content_key(source: str) -> str | None:
+    """sha256 of what a local source is made of, read as raw bytes without decoding (every file
+    under a folder, with its relative path), or of sklearn's version for ``digits``. None for
+    http(s) sources, whose content can change behind the same URL: those are always read."""
+    h = hashlib.sha256(b"ganvirt-source-v1\0")
+    if source == "digits":
+        import sklearn
+
+        h.update(f"digits sklearn {sklearn.__version__}".encode())
+        return h.hexdigest()
+    if is_url(source) or any(is_url(p.strip()) for p in source.split(",")):
+        return None
+    for part in sorted(p.strip() for p in source.split(",") if p.strip()):
+        path = Path(part).expanduser()
+        if not path.exists():
+            return None  # read() will say what is missing
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(f"{f.relative_to(path) if path.is_dir() else f.name}\0{f.stat().st_size}\0".encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
 def is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
 

@@ -14,10 +14,18 @@ from tasks.tracking import run_logger
 def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0) -> Snapshot:
     """Read ``source`` and return its snapshot; the same content is never written twice."""
     logger = run_logger()
+    root = settings.snapshot_root()
+    key = sources.content_key(source)
+    cached = snapshots.lookup(root, key, holdout, split_seed)
+    if cached is not None:
+        logger.info("source content unchanged (sha256 %s): skipping ingestion, reusing snapshot %s",
+                    key[:16], cached.fingerprint[:16])
+        return cached
     raw = sources.read(source, settings.home() / "downloads")
     for note in raw.notes:
         logger.warning("%s: %s", source, note)
-    snap, created = snapshots.create(raw, source, settings.snapshot_root(), holdout, split_seed)
+    snap, created = snapshots.create(raw, source, root, holdout, split_seed)
+    snapshots.remember(root, key, snap, holdout, split_seed)
     verb = "wrote" if created else "reusing cached"
     logger.info("%s snapshot %s: %d images %s, %d classes, %d train / %d holdout",
                 verb, snap.fingerprint[:16], snap.num_images, snap.shape, snap.num_classes,

@@ -1,7 +1,16 @@
-"""Publish: sample N images from the champion generator into a new, immutable catalog version."""
+"""Publish: sample N images from the champion generator into a new, immutable catalog version.
+
+Three steps, so that sampling fans out: ``plan`` pins the champion's version, ``sample_shard``
+is mapped over shards of ``SHARD_SIZE`` images (any task runner, Dask included, can spread them),
+``commit`` joins them and publishes atomically. ``flows.publication.publish_dataset`` chains them.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -15,12 +24,10 @@ from ganvirt import settings
 from tasks.tracking import client, model_name, run_logger
 
 
-def load_generator(model: str, alias: str = "champion"):
-    """(generator module, model version) behind ``models:/<model>@<alias>``."""
+def load_version(model: str, version: str):
+    """The generator module of ``models:/<model>/<version>``."""
     mlflow.set_tracking_uri(settings.tracking_uri())
-    mv = client().get_model_version_by_alias(model, alias)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{model}/{mv.version}")
-    return pyfunc.unwrap_python_model().G, mv
+    return mlflow.pyfunc.load_model(f"models:/{model}/{version}").unwrap_python_model().G
 
 
 def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
@@ -44,22 +51,83 @@ def lineage(mv) -> dict:
     }
 
 
-@task(name="publish")
-def publish(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None = None) -> str:
-    """Write ``n`` samples (class-balanced when conditional) of the current champion of
-    ``<name>-generator`` as a new version of dataset ``name``; image i uses seed ``seed + i``.
-    With ``expected_version``, refuse if the champion has moved meanwhile. Returns the folder."""
-    logger = run_logger()
-    G, mv = load_generator(model_name(name), "champion")
+SHARD_SIZE = 10_000  # images per mapped sampling task
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A publication in progress: which registered version to sample, and where shards go."""
+    name: str
+    model: str
+    version: str
+    n: int
+    seed: int
+    shard_size: int
+    staging: str       # folder for the shards; every task runner's worker must reach it
+    flow_run_id: str
+
+    @property
+    def shards(self) -> list[int]:
+        return list(range(-(-self.n // self.shard_size)))
+
+
+@task(name="plan publication", retries=2, retry_delay_seconds=[2, 10])
+def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None = None,
+         shard_size: int = SHARD_SIZE) -> Plan:
+    """Pin the champion of ``<name>-generator`` for a publication of ``n`` images. With
+    ``expected_version``, refuse if the champion has moved meanwhile."""
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    mv = client().get_model_version_by_alias(model_name(name), "champion")
     if expected_version is not None and str(mv.version) != expected_version:
         raise RuntimeError(f"{mv.name}: champion is version {mv.version}, not {expected_version}; "
                            "another run moved it, refusing to publish a stale version")
-    labels = balanced_labels(n, G.cfg.num_classes) if G.cfg.conditional else None
-    images = sample_seeds(G, seed + np.arange(n, dtype=np.int64), labels)
-    counts = np.bincount(labels, minlength=G.cfg.num_classes).tolist() if labels is not None else []
-    manifest = {"format": "npz", "shape": list(images.shape), "class_counts": counts, **lineage(mv),
-                "seed": seed, "prefect_flow_run_id": str(runtime.flow_run.id or "")}
-    folder = catalog.publish(settings.catalog_root(), name,
-                             lambda d: write_dataset(d, images, labels), manifest)
-    logger.info("published %s version %s: %d images in %s", name, folder.name, n, folder)
+    staging = settings.home() / "staging" / f"{name}-{uuid.uuid4().hex[:12]}"
+    return Plan(name, mv.name, str(mv.version), n, seed, shard_size, str(staging),
+                str(runtime.flow_run.id or ""))
+
+
+def shard_range(p: Plan, index: int) -> tuple[int, int]:
+    return index * p.shard_size, min(p.n, (index + 1) * p.shard_size)
+
+
+@task(name="sample shard", task_run_name="sample shard {index}")
+def sample_shard(p: Plan, index: int) -> str:
+    """Images ``[index·shard_size, …)`` of the publication: image i uses seed ``seed + i`` and
+    the i-th label of the class-balanced mix, so any sharding gives the same dataset."""
+    G = load_version(p.model, p.version)
+    lo, hi = shard_range(p, index)
+    labels = balanced_labels(p.n, G.cfg.num_classes)[lo:hi] if G.cfg.conditional else None
+    images = sample_seeds(G, p.seed + np.arange(lo, hi, dtype=np.int64), labels)
+    out = Path(p.staging) / f"shard-{index:06d}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, **({"labels": labels} if labels is not None else {}))
+    os.replace(tmp, out)
+    return str(out)
+
+
+@task(name="commit publication", retries=2, retry_delay_seconds=[2, 10])
+def commit(p: Plan, shards: list[str]) -> str:
+    """Join the shards into one new, immutable catalog version; returns its folder."""
+    logger = run_logger()
+    try:
+        parts = []
+        for f in shards:
+            with np.load(f, allow_pickle=False) as z:
+                parts.append({k: z[k] for k in z.files})
+        images = np.concatenate([q["images"] for q in parts])
+        labels = np.concatenate([q["labels"] for q in parts]) if "labels" in parts[0] else None
+        if len(images) != p.n:
+            raise RuntimeError(f"{p.staging}: shards hold {len(images)} images, expected {p.n}")
+        mlflow.set_tracking_uri(settings.tracking_uri())
+        mv = client().get_model_version(p.model, p.version)
+        counts = np.bincount(labels).tolist() if labels is not None else []
+        manifest = {"format": "npz", "shape": list(images.shape), "class_counts": counts, **lineage(mv),
+                    "seed": p.seed, "shards": len(shards), "prefect_flow_run_id": p.flow_run_id}
+        folder = catalog.publish(settings.catalog_root(), p.name,
+                                 lambda d: write_dataset(d, images, labels), manifest)
+    finally:
+        shutil.rmtree(p.staging, ignore_errors=True)
+    logger.info("published %s version %s: %d images from %d shard(s) of %s v%s in %s",
+                p.name, folder.name, p.n, len(shards), p.model, p.version, folder)
     return str(folder)

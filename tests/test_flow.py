@@ -114,3 +114,28 @@ def test_publish_without_training(published, capsys):
     assert m["shape"][0] == 30 and m["seed"] == 5
     assert m["generator"]["version"] == published["version"]  # the champion, not retrained
     assert m["metrics"]["fid_like"] == pytest.approx(published["metrics"]["fid_like"])
+
+
+def test_sharded_publication_on_a_dask_cluster_equals_the_thread_pool(published):
+    """The shards of a republish fan out over two Dask worker processes; the dataset is the
+    same bytes as the same publication sampled on the default thread pool."""
+    from prefect_dask import DaskTaskRunner
+
+    from flows.republish import RepublishParams, republish
+    from tasks import publish as publishing
+
+    params = RepublishParams(name="e2e", n=90, seed=11)
+    old = publishing.SHARD_SIZE
+    publishing.SHARD_SIZE = 25  # 4 shards
+    try:
+        threads = republish(params)
+        dask = republish.with_options(task_runner=DaskTaskRunner(
+            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                            "dashboard_address": None}))(params)
+    finally:
+        publishing.SHARD_SIZE = old
+    a, b = catalog.verify(threads), catalog.verify(dask)
+    assert a["shards"] == b["shards"] == 4 and a["version"] != b["version"]
+    for x, y in zip(catalog.load(settings.catalog_root(), "e2e", a["version"]),
+                    catalog.load(settings.catalog_root(), "e2e", b["version"])):
+        np.testing.assert_array_equal(x, y)

@@ -16,7 +16,7 @@ from ganvirt import settings
 from ganvirt.gates import GateFailed, GatePolicy
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
-from tasks.publish import publish
+from tasks.publish import commit, plan, sample_shard
 from tasks.register import register
 from tasks.tracking import client, experiment_id
 from tasks.train import CheckpointRef, train_gan
@@ -71,7 +71,8 @@ def champion(snapshot):
     ckpt = train_gan.fn(snapshot, NAME, TrainConfig(steps=6000, grid_every=0))
     report = evaluate.fn(ckpt, snapshot, EVAL, POLICY)
     version = register.fn(ckpt, report, NAME, POLICY)  # a decent generator passes every gate
-    folder = publish.fn(NAME, n=200, expected_version=version.version)
+    p = plan.fn(NAME, n=200, expected_version=version.version)
+    folder = commit.fn(p, [sample_shard.fn(p, i) for i in p.shards])
     return version, folder, report
 
 

@@ -45,3 +45,24 @@ def test_fingerprint_sees_labels():
 def test_validation(tmp_path, n, holdout, message):
     with pytest.raises(SourceError, match=message):
         snapshots.create(raw(n=n), "x", tmp_path, holdout=holdout)
+
+
+def test_source_content_key_finds_the_snapshot_until_the_content_changes(tmp_path):
+    from ganvirt import sources
+
+    src = tmp_path / "src.npz"
+    r = raw()
+    np.savez(src, images=r.images, labels=r.labels)
+    root = tmp_path / "snaps"
+    key = sources.content_key(str(src))
+    assert key == sources.content_key(str(src)) and snapshots.lookup(root, key) is None
+    snap, _ = snapshots.create(sources.read(str(src), tmp_path), str(src), root)
+    snapshots.remember(root, key, snap)
+    assert snapshots.lookup(root, key) == snap
+    assert snapshots.lookup(root, key, holdout=0.3) is None  # another split is another snapshot
+    np.savez(src, images=r.images, labels=r.labels[::-1].copy())
+    assert sources.content_key(str(src)) != key
+    (root / snap.path.rsplit("/", 1)[-1] / "data.npz").unlink()  # a damaged cache is not trusted
+    assert snapshots.lookup(root, key) is None
+    assert sources.content_key("http://127.0.0.1/x-images-idx3-ubyte.gz") is None
+    assert sources.content_key("digits") == sources.content_key("digits")

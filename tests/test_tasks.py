@@ -1,6 +1,7 @@
 """Each task on its own (``task.fn``), chained on tiny configs against the session's MLflow store."""
 
 import json
+import os
 
 import mlflow
 import numpy as np
@@ -14,7 +15,7 @@ from ganvirt import settings
 from ganvirt.gates import GateFailed
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
-from tasks.publish import publish
+from tasks.publish import commit, plan, sample_shard
 from tasks.register import register
 from tasks.tracking import client
 from tasks.train import train_gan
@@ -95,7 +96,9 @@ def test_register_and_publish(chain, tmp_path):
     mv = client().get_model_version_by_alias("unit-generator", "champion")
     assert str(mv.version) == version.version and mv.tags["fid_like"] == f"{report.metrics['fid_like']:.6g}"
     assert "Gates: passed" in mv.description
-    folder = publish.fn("unit", n=50, seed=3, expected_version=version.version)
+    p = plan.fn("unit", n=50, seed=3, expected_version=version.version, shard_size=20)
+    folder = commit.fn(p, [sample_shard.fn(p, i) for i in p.shards])  # 3 shards: 20 + 20 + 10
+    assert not os.path.exists(p.staging)
     m = catalog.verify(folder)
     assert m["shape"] == [50, 1, 8, 8] and m["class_counts"] == [5] * 10 and m["seed"] == 3
     assert m["generator"] == {"model": "unit-generator", "version": version.version,
