@@ -1,6 +1,7 @@
 """`ganvirt up` for real: Prefect and MLflow servers and the deployment runner on free ports;
 a virtualize run triggered through the Prefect API the way the UI does; its champion found over
-MLflow's REST API and its dataset in the catalog; every process stopped afterwards."""
+MLflow's REST API and its dataset in the catalog; the Prefect deployments page and the MLflow
+model page rendered in headless Chromium; every process stopped afterwards."""
 
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 
 import catalog
 from ganvirt.services import port_free
+from tests.browser import chromium, render
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +49,7 @@ def wait_for(fn, timeout: float, what: str):
 
 
 def test_up_serves_deployments_and_runs_them(tmp_path):
+    chromium()  # the browser checks below need it: skip early rather than after the servers
     pp, mp = free_port(), free_port()
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME")}
@@ -76,6 +79,11 @@ def test_up_serves_deployments_and_runs_them(tmp_path):
         assert alias["model_version"]["version"] == "1"
         folder = catalog.resolve(home / "catalog", "served")
         assert catalog.verify(folder)["generator"]["version"] == "1"
+        # what a user sees: the rendered UIs (headless Chromium runs their scripts)
+        prefect_page = render(f"http://127.0.0.1:{pp}/deployments")
+        assert "scheduled" in prefect_page and "on-demand" in prefect_page and "virtualize" in prefect_page
+        mlflow_page = render(f"http://127.0.0.1:{mp}/#/models/served-generator")
+        assert "served-generator" in mlflow_page and "champion" in mlflow_page
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
