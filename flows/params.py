@@ -33,6 +33,7 @@ class TrainParams(BaseModel):
     seed: int = Field(0, ge=0, description="fixes weights, batches and noise")
     conditional: bool | None = Field(None, description="label-conditional; default: when the source has labels")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("cpu", description="where to train (bf16 autocast on cuda)")
+    nproc: int = Field(1, ge=1, le=64, description="DDP processes started by torchrun (one per GPU on cuda; 1: train in the flow's process)")
     checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
     probe_every: int = Field(0, ge=0, description="steps between FID-like probes; the best EMA is registered (0: none)")
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")

@@ -34,7 +34,7 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     evaluation = p.evaluation.config()
     snapshot = ingest(p.source, p.holdout)
     checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional,
-                           p.train.device, p.train.width, evaluation)
+                           p.train.device, p.train.width, evaluation, p.train.nproc)
     report = evaluate(checkpoint, snapshot, evaluation, gate)
     version = register(checkpoint, report, name, gate)
     folder = publish_dataset(name, p.publication.n, p.publication.seed, expected_version=version.version)

@@ -64,7 +64,7 @@ class Diverged(FloatingPointError):
 
     def __init__(self, step: int, what: str):
         super().__init__(f"training diverged at step {step}: {what}")
-        self.step = step
+        self.step, self.what = step, what
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -15,18 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
 from mlflow.entities import Metric
 from prefect import task
 from tqdm.auto import tqdm
 
 from gan import checkpoint
+from gan import launch as launcher
 from gan.evaluate import EvalConfig, make_probe, real_split
 from gan.models import ModelConfig
 from gan.train import Diverged, TrainConfig, train
 from ganvirt import settings
 from ganvirt.snapshots import Snapshot
-from tasks.features import extractor_for
+from tasks.features import extractor_folder, extractor_for
 from tasks.tracking import client, experiment_id, run_logger
 
 FLUSH_EVERY = 20  # reports per MLflow batch write: live curves without a write per step
@@ -67,30 +69,26 @@ def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width:
                        num_classes=snapshot.num_classes if conditional else 0)
 
 
-def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig) -> Path:
-    key = json.dumps([snapshot.fingerprint, cfg.to_dict(), model.to_dict()], sort_keys=True)
+def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, nproc: int = 1) -> Path:
+    key = json.dumps([snapshot.fingerprint, cfg.to_dict(), model.to_dict()] + ([nproc] if nproc > 1 else []),
+                     sort_keys=True)
     return settings.home() / "checkpoints" / f"resume-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 @task(name="train")
 def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str = "mlp",
               conditional: bool | None = None, device: str = "cpu", width: int | None = None,
-              evaluation: EvalConfig | None = None) -> CheckpointRef:
+              evaluation: EvalConfig | None = None, nproc: int = 1) -> CheckpointRef:
     """Train on the snapshot's train split; log params, losses, probe scores and sample grids to
-    MLflow; keep the best EMA generator by the probe when ``cfg.probe_every`` is set."""
+    MLflow; keep the best EMA generator by the probe when ``cfg.probe_every`` is set. With
+    ``nproc`` > 1, train with DDP in that many processes started by ``torchrun`` (one per GPU
+    on CUDA; gloo processes on CPU)."""
     logger = run_logger()
     model = model_config(snapshot, model_kind, conditional, width)
     dev = pick_device(device)
-    data = snapshot.load()
-    xt, yt, _, _ = real_split(data)
-    images = torch.from_numpy(xt)
-    labels = torch.from_numpy(yt) if model.conditional else None
-    probe = None
-    if cfg.probe_every:
-        extractor = extractor_for(snapshot, evaluation or EvalConfig())[0]
-        probe = make_probe(extractor, xt, yt, seed=cfg.seed)
-
-    folder = resume_folder(snapshot, cfg, model)
+    if nproc > 1 and cfg.batch_size % nproc:
+        raise ValueError(f"batch size {cfg.batch_size} must divide by the {nproc} training processes")
+    folder = resume_folder(snapshot, cfg, model, nproc)
     run_id = (folder / "run_id").read_text().strip() if (folder / "run_id").exists() else None
     if run_id:
         logger.info("resuming run %s from %s", run_id, folder / "state.pt")
@@ -100,28 +98,69 @@ def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str =
         if not run_id:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "run_id").write_text(run.info.run_id)
-            _log_params(snapshot, name, cfg, model, dev)
+            _log_params(snapshot, name, cfg, model, dev, nproc)
+        path = settings.home() / "checkpoints" / run.info.run_id / "generator.pt"
         with _Reporter(run.info.run_id, name, cfg) as rep:
             try:
-                result = train(cfg, model, images, labels, device=dev, report=rep.report,
-                               report_grid=rep.grid, probe=probe, checkpoint_path=folder / "state.pt")
+                if nproc > 1:
+                    steps, best_step, best_score = _train_torchrun(snapshot, cfg, model, dev, nproc, folder,
+                                                                   path, evaluation, rep, logger)
+                else:
+                    steps, best_step, best_score = _train_here(snapshot, cfg, model, dev, folder, path,
+                                                               evaluation, rep)
             except Diverged as exc:
-                raise Diverged(exc.step, f"{exc} (last good checkpoint: {folder / 'state.pt'})") from None
-        path = settings.home() / "checkpoints" / run.info.run_id / "generator.pt"
-        checkpoint.save(path, model, result.ema.cpu(), train=cfg.to_dict(), step=result.steps)
+                raise Diverged(exc.step, f"{exc.what} (last good checkpoint: {folder / 'state.pt'})") from None
         mlflow.log_artifact(str(path), artifact_path="checkpoint")
-        if result.best_step is not None:
-            mlflow.log_metrics({"best_step": result.best_step, "best_probe_score": result.best_score})
-        logger.info("trained %d steps (%s images); best probe %s at step %s; run %s", result.steps,
-                    result.steps * cfg.batch_size, result.best_score, result.best_step, run.info.run_id)
+        if best_step is not None:
+            mlflow.log_metrics({"best_step": best_step, "best_probe_score": best_score})
+        logger.info("trained %d steps (%s images); best probe %s at step %s; run %s", steps,
+                    steps * cfg.batch_size, best_score, best_step, run.info.run_id)
     shutil.rmtree(folder, ignore_errors=True)  # finished: a later identical run trains anew
     return CheckpointRef(run.info.run_id, str(path), model.to_dict(), name)
 
 
-def _log_params(snapshot: Snapshot, name: str, cfg: TrainConfig, model: ModelConfig, dev) -> None:
+def _train_here(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, dev, folder: Path, path: Path,
+                evaluation: EvalConfig | None, rep: _Reporter) -> tuple[int, int | None, float | None]:
+    """Train in this process; writes the serving checkpoint to ``path``."""
+    xt, yt, _, _ = real_split(snapshot.load())
+    probe = None
+    if cfg.probe_every:
+        extractor = extractor_for(snapshot, evaluation or EvalConfig())[0]
+        probe = make_probe(extractor, xt, yt, seed=cfg.seed)
+    result = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt) if model.conditional else None,
+                   device=dev, report=rep.report, report_grid=rep.grid, probe=probe,
+                   checkpoint_path=folder / "state.pt")
+    checkpoint.save(path, model, result.ema.cpu(), train=cfg.to_dict(), step=result.steps)
+    return result.steps, result.best_step, result.best_score
+
+
+def _train_torchrun(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, dev, nproc: int, folder: Path,
+                    path: Path, evaluation: EvalConfig | None, rep: _Reporter, logger) -> tuple[int, int | None, float | None]:
+    """Train in ``nproc`` DDP processes (``gan.launch``); replay their reports into MLflow."""
+    extractor = None
+    if cfg.probe_every:
+        ev = evaluation or EvalConfig()
+        extractor_for(snapshot, ev)  # trained and cached here, loaded by every rank
+        meta = json.loads((extractor_folder(snapshot, ev) / "meta.json").read_text())
+        extractor = {"weights": str(extractor_folder(snapshot, ev) / "extractor.pt"), "channels": meta["channels"],
+                     "outputs": meta["outputs"], "feature_dim": meta["feature_dim"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = launcher.write_spec(folder / "torchrun", data=str(Path(snapshot.path) / "data.npz"), train_cfg=cfg,
+                               model=model, device=dev.type, out=str(path),
+                               checkpoint_path=str(folder / "state.pt"), extractor=extractor)
+    result = launcher.launch(spec, nproc, log=logger.info)
+    for line in (spec.parent / "reports.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rep.report(r["key"], r["value"], r["step"])
+    for grid_file in sorted(spec.parent.glob("grid-*.npy")):
+        rep.grid(np.load(grid_file, allow_pickle=False), int(grid_file.stem.split("-")[1]))
+    return result["steps"], result["best_step"], result["best_score"]
+
+
+def _log_params(snapshot: Snapshot, name: str, cfg: TrainConfig, model: ModelConfig, dev, nproc: int) -> None:
     mlflow.log_params({**{f"train.{k}": v for k, v in cfg.to_dict().items()},
                        **{f"model.{k}": v for k, v in model.to_dict().items()},
-                       "source": snapshot.source, "snapshot": snapshot.fingerprint, "device": str(dev),
+                       "source": snapshot.source, "snapshot": snapshot.fingerprint, "device": str(dev), "nproc": nproc,
                        "num_train": snapshot.num_train, "num_holdout": snapshot.num_holdout})
     mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "train"})
 

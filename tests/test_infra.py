@@ -5,6 +5,7 @@ import importlib
 import json
 import re
 
+import pytest
 import yaml
 from prefect import Flow
 
@@ -29,6 +30,24 @@ def test_compose_services_ports_and_environment():
     worker_env = services["worker"]["environment"]
     assert {"GANVIRT_HOME", "PREFECT_API_URL", "MLFLOW_TRACKING_URI"} <= set(worker_env)
     assert "prefect worker start --pool ganvirt" in services["worker"]["command"]
+    assert worker_env["GANVIRT_DASK_ADDRESS"].endswith("tcp://dask-scheduler:8786}")
+    assert "dask worker tcp://dask-scheduler:8786" in services["dask-worker"]["command"]
+
+
+def test_task_runner_from_the_environment(monkeypatch):
+    from prefect_dask import DaskTaskRunner
+
+    from flows.publication import task_runner
+
+    monkeypatch.delenv("GANVIRT_TASK_RUNNER", raising=False)
+    assert task_runner() is None
+    monkeypatch.setenv("GANVIRT_TASK_RUNNER", "dask")
+    monkeypatch.setenv("GANVIRT_DASK_ADDRESS", "tcp://10.0.0.5:8786")
+    runner = task_runner()
+    assert isinstance(runner, DaskTaskRunner) and runner.address == "tcp://10.0.0.5:8786"
+    monkeypatch.setenv("GANVIRT_TASK_RUNNER", "ray")
+    with pytest.raises(ValueError, match="GANVIRT_TASK_RUNNER='ray'"):
+        task_runner()
 
 
 def test_prefect_yaml_entrypoints_and_parameters():
@@ -58,6 +77,6 @@ def test_gpu_job_template_requests_a_gpu_and_declares_its_variables():
 def test_dockerfiles_install_torch_first_and_copy_every_package():
     for name in ("Dockerfile", "Dockerfile.cuda"):
         text = (INFRA / name).read_text()
-        assert text.index("torch==2.13.0") < text.index("pip install -e .")
+        assert text.index("torch==2.13.0") < text.index("pip install -e")
         for package in PACKAGES:
             assert f"COPY {package} {package}" in text, (name, package)

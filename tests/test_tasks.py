@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import catalog
+from gan import checkpoint
 from gan.evaluate import EvalConfig
 from gan.features import ClassifierConfig
+from gan.sampling import sample
 from gan.train import TrainConfig
 from ganvirt import settings
 from ganvirt.gates import GateFailed
@@ -48,6 +50,23 @@ def test_train_logs_to_mlflow(chain):
     assert [m.step for m in history] == [20, 40, 60]
     grids = [f.path for f in client().list_artifacts(ckpt.run_id, "samples")]
     assert grids == ["samples/step_0000030.png", "samples/step_0000060.png"]
+
+
+def test_train_under_torchrun_from_the_task(chain):
+    """nproc=2: the task launches two gloo DDP processes through torchrun, replays rank 0's
+    reports and grids into its MLflow run, and the checkpoint it returns loads and samples."""
+    snap, _, _ = chain
+    cfg = TrainConfig(steps=40, batch_size=32, log_every=20, grid_every=40, probe_every=20)
+    ckpt = train_gan.fn(snap, "unit-ddp", cfg, "dcgan", width=8, nproc=2,
+                        evaluation=EvalConfig(ClassifierConfig(steps=40), num_samples=400))
+    run = client().get_run(ckpt.run_id)
+    assert run.data.params["nproc"] == "2"
+    assert [m.step for m in client().get_metric_history(ckpt.run_id, "loss_d")] == [20, 40]
+    assert [m.step for m in client().get_metric_history(ckpt.run_id, "probe_score")] == [20, 40]
+    assert "best_probe_score" in run.data.metrics
+    assert [f.path for f in client().list_artifacts(ckpt.run_id, "samples")] == ["samples/step_0000040.png"]
+    G = checkpoint.load_generator(ckpt.path)
+    assert sample(G, 4, seed=0, labels=np.arange(4)).shape == (4, 1, 8, 8)
 
 
 def test_evaluate_reports_all_metrics(chain):
