@@ -6,7 +6,7 @@ train images), and are scored by the same pinned extractor on 10,000 samples. Pr
 table (tstr, trtr, fid_like, floor, precision, recall, images seen, minutes); with --figure,
 writes a per-class sample grid of the DCGAN's EMA generator. Same seed → same numbers on CPU.
 
-    .venv/bin/python benchmarks/quality_mnist.py [--images 960000] [--figure docs/mnist-dcgan.png]
+    .venv/bin/python -m benchmarks.quality_mnist [--images 960000] [--figure docs/mnist-dcgan.png] [--device cuda]
 """
 
 from __future__ import annotations
@@ -30,15 +30,20 @@ RUNS = {  # model → (batch size, lr, width): each model's own good settings
 }
 
 
-def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed: int) -> tuple[dict, object]:
+def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed: int,
+        device: str = "cpu", variant: dict | None = None) -> tuple[dict, object]:
+    v = dict(variant or {})
     batch, lr, width = RUNS[kind]
+    batch, lr, width = int(v.pop("batch", batch)), float(v.pop("lr", lr)), int(v.pop("width", width))
     xt, yt, _, _ = real_split(data)
     steps = images_budget // batch
+    extra = {k: (float(x) if k == "ema_beta" else x) for k, x in v.items()}  # loss=hinge, ema_beta=…
     cfg = TrainConfig(batch_size=batch, steps=steps, lr=lr, seed=seed, grid_every=0,
-                      probe_every=max(100, steps // 15 // 100 * 100), log_every=100, checkpoint_every=0)
+                      probe_every=max(100, steps // 15 // 100 * 100), log_every=100, checkpoint_every=0, **extra)
     model = ModelConfig(kind=kind, channels=1, height=28, width=28, num_classes=10, hidden=width)
     t0 = time.perf_counter()
-    res = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt), probe=make_probe(extractor, xt, yt, seed=seed))
+    res = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt), device=device,
+                probe=make_probe(extractor, xt, yt, seed=seed))
     minutes = (time.perf_counter() - t0) / 60
     ev = score(res.ema, data, extractor, EvalConfig())
     m = ev.metrics
@@ -46,7 +51,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "fid_like": m["fid_like"], "fid_like_floor": m["fid_like_floor"],
            "fid_ratio": m["fid_like"] / m["fid_like_floor"], "precision": m["precision"],
            "recall": m["recall"], "images_seen": res.steps * batch, "best_step": res.best_step,
-           "steps": res.steps, "batch_size": batch, "lr": lr, "train_minutes": round(minutes, 2)}
+           "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "loss": cfg.loss,
+           "ema_beta": cfg.ema_beta, "train_minutes": round(minutes, 2), "device": device}
     return row, ev
 
 
@@ -57,15 +63,21 @@ def main() -> None:
     ap.add_argument("--models", default="dcgan,mlp")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", type=Path, help="write the DCGAN's per-class sample grid here")
+    ap.add_argument("--variant", default="", help="overrides, e.g. 'lr=1e-4,loss=hinge,ema_beta=0.9995,batch=128,width=64'")
+    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu", help="where to train (cpu, cuda: bf16 autocast); scoring runs on the CPU")
     args = ap.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    variant = dict(kv.split("=", 1) for kv in args.variant.split(",") if kv)
     raw = sources.read(args.mnist, downloads=None)
     tr, ho = snapshots.stratified_split(raw.labels, len(raw.images), 0.2, 0)
     data = {"images": raw.images, "labels": raw.labels, "train": tr, "holdout": ho}
     extractor, trtr = fit_extractor(data, 10, EvalConfig())
     rows = []
     for kind in args.models.split(","):
-        row, ev = run(kind, data, args.images, extractor, trtr, args.seed)
+        row, ev = run(kind, data, args.images, extractor, trtr, args.seed, args.device, variant)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if kind == "dcgan" and args.figure:

@@ -22,18 +22,19 @@ def noise_for_seeds(seeds: np.ndarray, z_dim: int) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_seeds(G: nn.Module, seeds: np.ndarray, labels: np.ndarray | None = None,
-                 device: torch.device | str = "cpu") -> np.ndarray:
+                 device: torch.device | str | None = None) -> np.ndarray:
     """Generate one image per seed; returns uint8 (n, C, H, W).
 
     Args:
         G: a generator built from a ``ModelConfig`` (it carries ``G.cfg``).
         seeds: (n,) non-negative integers, one per image.
         labels: (n,) class ids for a conditional generator; must be None otherwise.
-        device: where to run the network.
+        device: where to run the network (default: where its weights are).
     """
     cfg = G.cfg
+    device = device if device is not None else next(G.parameters()).device
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if cfg.conditional:
         if labels is None:
@@ -67,7 +68,7 @@ def sample_seeds(G: nn.Module, seeds: np.ndarray, labels: np.ndarray | None = No
 
 
 def sample(G: nn.Module, n: int, seed: int, labels: np.ndarray | None = None,
-           device: torch.device | str = "cpu") -> np.ndarray:
+           device: torch.device | str | None = None) -> np.ndarray:
     """Generate n images; image i uses seed ``seed + i`` (and ``labels[i]``). uint8 (n, C, H, W)."""
     return sample_seeds(G, seed + np.arange(n, dtype=np.int64), labels, device)
 

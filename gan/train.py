@@ -85,14 +85,14 @@ def validate(cfg: TrainConfig) -> None:
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     if kind == "hinge":
         return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    # BCE with logits against 1 and 0, as softplus: the same values, fewer temporaries
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
 
 
 def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     if kind == "hinge":
         return -fake.mean()
-    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))  # non-saturating
+    return F.softplus(-fake).mean()  # non-saturating: BCE with logits against 1
 
 
 def world() -> tuple[int, int]:
@@ -112,6 +112,16 @@ def _all_mean(tensors) -> None:
         t.div_(size)
 
 
+def _adam(net: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel (one op for all parameters) where this torch has it for the
+    device, else the multi-tensor (foreach) one: the per-parameter loop is the slow default."""
+    params = list(net.parameters())
+    try:
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999), foreach=True)
+
+
 class _Run:
     """The mutable state of one training run: networks, optimisers, RNG, step, best probe.
 
@@ -123,9 +133,12 @@ class _Run:
         self.rank, self.size = world()
         self.G, self.D = (m.to(device) for m in build(model, seed=cfg.seed))
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        self.rng = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
+        self.opt_g = _adam(self.G, cfg, device)
+        self.opt_d = _adam(self.D, cfg, device)
+        # batches and noise are drawn where they are used: no host-to-device copy per step on
+        # CUDA (there the stream is not the CPU's, so CPU reproducibility is what is promised)
+        self.rng = torch.Generator(device if device.type == "cuda" else "cpu")
+        self.rng.manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
         self.step = 0
         self.best: tuple[float, int, dict] | None = None   # (score, step, EMA state)
         self.probes_since_best = 0
@@ -158,9 +171,12 @@ class _Run:
     def _rng_states(self) -> torch.Tensor | list[torch.Tensor]:
         if self.size == 1:
             return self.rng.get_state()
-        states = [torch.empty_like(self.rng.get_state()) for _ in range(self.size)]
-        dist.all_gather(states, self.rng.get_state())
-        return states
+        mine = self.rng.get_state()
+        if dist.get_backend() == "nccl":  # NCCL gathers device tensors only
+            mine = mine.to(self.rng.device)
+        states = [torch.empty_like(mine) for _ in range(self.size)]
+        dist.all_gather(states, mine)
+        return [s.cpu() for s in states]
 
     def finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.G, self.D, self.ema) for p in m.parameters())
@@ -224,28 +240,32 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
 
 def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
     """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
-    idx = torch.randint(len(x_all), (batch,), generator=run.rng).to(device)
-    real = x_all[idx].float() / 255.0                           # (B, C, H, W) in [0, 1]
-    y = y_all[idx] if y_all is not None else None               # (B,)
-    z = torch.randn(batch, model.z_dim, generator=run.rng).to(device)
+    idx = torch.randint(len(x_all), (batch,), generator=run.rng, device=run.rng.device).to(device)
+    real = x_all.index_select(0, idx).float().div_(255.0)       # (B, C, H, W) in [0, 1]
+    y = y_all.index_select(0, idx) if y_all is not None else None  # (B,)
+    z = torch.randn(batch, model.z_dim, generator=run.rng, device=run.rng.device).to(device)
 
     fake = run.G(z, y)
-    out_real, out_fake = run.D(real, y), run.D(fake.detach(), y)
-    loss_d = d_loss(loss, out_real.float(), out_fake.float())
+    # discriminator: one pass over real and fake together (D has no batch statistics)
+    out = run.D(torch.cat([real, fake.detach()]), torch.cat([y, y]) if y is not None else None).float()
+    out_real, out_fake = out[:batch], out[batch:]
+    loss_d = d_loss(loss, out_real, out_fake)
     run.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     _all_mean(p.grad for p in run.D.parameters())
     run.opt_d.step()
 
-    # generator: make the updated D call the same fakes real
+    # generator: make the updated D call the same fakes real; D frozen, so no D weight gradients
+    run.D.requires_grad_(False)
     loss_g = g_loss(loss, run.D(fake, y).float())
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    run.D.requires_grad_(True)
     _all_mean(p.grad for p in run.G.parameters())
     run.opt_g.step()
     _all_mean(b for b in run.G.buffers() if b.is_floating_point())  # BatchNorm running stats
-    return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(out_real.float()).mean().detach(),
-                        torch.sigmoid(out_fake.float()).mean().detach()])
+    with torch.no_grad():
+        return torch.stack([loss_d, loss_g, torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()])
 
 
 def _log(run: _Run, cfg: TrainConfig, sums: torch.Tensor, report) -> dict[str, float]:
@@ -286,10 +306,10 @@ def _save(run: _Run, cfg: TrainConfig, model: ModelConfig, path) -> None:
 def update_ema(ema: nn.Module, G: nn.Module, beta: float, step: int) -> None:
     """ema ← beta·ema + (1-beta)·G, with beta warmed up so early steps are not frozen at init."""
     beta = min(beta, (1 + step) / (10 + step))
-    for p_ema, p in zip(ema.parameters(), G.parameters()):
-        p_ema.lerp_(p, 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
+    torch._foreach_lerp_(list(ema.parameters()), list(G.parameters()), 1.0 - beta)
+    buffers = list(ema.buffers())
+    if buffers:
+        torch._foreach_copy_(buffers, list(G.buffers()))
 
 
 def preview(G: nn.Module, n: int = 100, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
