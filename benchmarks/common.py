@@ -13,11 +13,15 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def figure(name: str, value: float, unit: str, baseline: float | None = None) -> dict:
-    """One figure; with a baseline, ``ratio`` = value / baseline."""
+def figure(name: str, value: float, unit: str, baseline: float | None = None,
+           target: float | None = None, higher_is_better: bool = False) -> dict:
+    """One figure; with a baseline, ``ratio`` = value / baseline; with a target, ``target`` and
+    ``meets_target`` (value ≤ target, or ≥ with ``higher_is_better``)."""
     out = {"name": name, "value": round(float(value), 4), "unit": unit}
     if baseline is not None:
         out |= {"baseline": round(float(baseline), 4), "ratio": round(float(value) / float(baseline), 3)}
+    if target is not None:
+        out |= {"target": target, "meets_target": bool(value >= target if higher_is_better else value <= target)}
     return out
 
 

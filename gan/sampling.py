@@ -34,7 +34,9 @@ def sample_seeds(G: nn.Module, seeds: np.ndarray, labels: np.ndarray | None = No
         device: where to run the network (default: where its weights are).
     """
     cfg = G.cfg
-    device = device if device is not None else next(G.parameters()).device
+    if device is None:
+        weight = next(iter([*G.parameters(), *G.buffers()]), None)
+        device = weight.device if weight is not None else torch.device("cpu")
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if cfg.conditional:
         if labels is None:
