@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ganvirt-installed
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui up
+.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui up bench bench-quality
 
 install: $(STAMP)
 
@@ -34,6 +34,17 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: test test-slow
+
+# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 6 minutes on 2 cores.
+bench: $(STAMP)
+	$(PY) -m benchmarks.throughput $(BENCH_ARGS)
+	$(PY) -m benchmarks.evaluation
+	$(PY) -m benchmarks.catalog_io
+	$(PY) -m benchmarks.flow_overhead
+
+# Time to quality on MNIST (minutes until TSTR >= 0.95, per model): about 40 minutes on 2 cores.
+bench-quality: $(STAMP)
+	$(PY) -m benchmarks.time_to_quality
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,24 +1,23 @@
 """Benchmark: the full evaluation of 10,000 generated against 2,000 real MNIST holdout images.
 
-Target (issue 3): at most 60 s on a 2-core machine. Prints one JSON object with the seconds of
-each stage, the total, and its ratio to the target. The generator is the seed MLP trained
+Target: at most 30 s on a 2-core machine (issue 7; issue 3 asked for 60). Writes
+``benchmarks/results/evaluation.json`` with the total and the seconds of each stage. The generator is the seed MLP trained
 briefly (quality does not change the cost); the extractor is trained first and timed apart,
 since a real run caches it per snapshot.
 
-    .venv/bin/python benchmarks/evaluation.py [--mnist ../shared/data/mnist] [--steps 1000]
+    .venv/bin/python -m benchmarks.evaluation [--mnist ../shared/data/mnist] [--steps 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.common import figure, machine, write
 from gan.evaluate import EvalConfig, fit_extractor, real_split
 from gan.features import accuracy, extract, train_classifier
 from gan.metrics import EvalSets, compute, privacy
@@ -27,7 +26,7 @@ from gan.sampling import sample
 from gan.train import TrainConfig, train
 from ganvirt import snapshots, sources
 
-TARGET_S = 60.0
+TARGET_S = 30.0  # issue 7 (issue 3 asked for 60)
 
 
 def main() -> None:
@@ -73,13 +72,11 @@ def main() -> None:
     clf = train_classifier(fake, labels, 10, cfg.classifier)
     accuracy(clf, xh, yh)
     lap("tstr")
-    total = round(sum(v for k, v in t.items() if not k.startswith("extractor")), 3)
-    print(json.dumps({
-        "benchmark": "evaluation", "generated": cfg.num_samples, "real_holdout": len(xh),
-        "real_train": len(xt), "seconds": t, "total_s": total, "target_s": TARGET_S,
-        "ratio_to_target": round(total / TARGET_S, 3), "within_target": total <= TARGET_S,
-        "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-    }, indent=2))
+    total = sum(v for k, v in t.items() if not k.startswith("extractor"))
+    figures = [figure("evaluation_seconds", total, f"s ({cfg.num_samples} generated vs {len(xh)} real holdout, "
+                      "extractor cached)", target=TARGET_S),
+               *(figure(f"stage.{k}_seconds", v, "s") for k, v in t.items())]
+    write("evaluation", figures, machine())
 
 
 if __name__ == "__main__":
