@@ -69,6 +69,8 @@ class EvalParams(BaseModel):
 class PublishParams(BaseModel):
     n: int = Field(10_000, ge=1, le=10_000_000, description="images in the published dataset")
     seed: int = Field(0, ge=0, description="image i uses seed + i")
+    format: Literal["npz", "png", "parquet"] = Field("npz", description="file format of the published data")
+    virtual: bool = Field(False, description="publish a manifest only (kilobytes); 'ganvirt pull' materialises it from the registry")
 
 
 class VirtualizeParams(BaseModel):

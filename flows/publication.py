@@ -30,8 +30,9 @@ def task_runner():
 
 
 def publish_dataset(name: str, n: int, seed: int = 0, expected_version: str | None = None,
-                    shard_size: int | None = None) -> str:
-    """Publish ``n`` images of ``<name>-generator@champion`` as a new version; returns its folder."""
-    p = plan(name, n, seed, expected_version, shard_size or publishing.SHARD_SIZE)
+                    shard_size: int | None = None, fmt: str = "npz", virtual: bool = False) -> str:
+    """Publish ``n`` images of ``<name>-generator@champion`` as a new version (in format ``fmt``,
+    or as a virtual manifest); returns its location."""
+    p = plan(name, n, seed, expected_version, shard_size or publishing.SHARD_SIZE, fmt, virtual)
     shards = sample_shard.map(unmapped(p), p.shards)
     return commit(p, shards.result())

@@ -37,7 +37,8 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
                            p.train.device, p.train.width, evaluation, p.train.nproc)
     report = evaluate(checkpoint, snapshot, evaluation, gate)
     version = register(checkpoint, report, name, gate)
-    folder = publish_dataset(name, p.publication.n, p.publication.seed, expected_version=version.version)
+    folder = publish_dataset(name, p.publication.n, p.publication.seed, expected_version=version.version,
+                             fmt=p.publication.format, virtual=p.publication.virtual)
     return {"name": name, "metrics": report.metrics, "model": version.model,
             "version": version.version, "alias": "champion", "run_id": version.run_id,
             "dataset": folder}

@@ -41,15 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run(sub)
 
-    ds = sub.add_parser("datasets", help="list published datasets and versions with headline metrics",
-                        description="List published datasets (or the versions of one) with headline metrics.")
+    ds = sub.add_parser("datasets", help="list published datasets, or show one version's lineage",
+                        description="List published datasets (or the versions of one) with headline metrics; "
+                                    "'datasets show NAME[@VERSION]' prints one version's lineage, metrics and gates.")
     ds.add_argument("name", nargs="?", help="show the versions of this dataset only")
+    ds.add_argument("ref", nargs="?", metavar="NAME[@VERSION]", help="with 'show': the version to describe (default latest)")
     ds.set_defaults(func=cmd_datasets)
 
-    pull = sub.add_parser("pull", help="copy a published dataset version and verify every file",
-                          description="Copy NAME[@VERSION] (default: latest) to DIR/NAME/VERSION and verify each sha256.")
+    pull = sub.add_parser("pull", help="copy a published dataset version into a folder and verify every file",
+                          description="Put NAME[@VERSION] (default: latest) into DIR: data files, preview.png and a manifest, "
+                                      "each sha256 verified; converts the format, and materialises virtual datasets from the registry.")
     pull.add_argument("ref", metavar="NAME[@VERSION]")
-    pull.add_argument("--to", required=True, type=Path, help="destination folder")
+    pull.add_argument("--to", required=True, type=Path, help="destination folder (absent or empty, unless --force)")
+    pull.add_argument("--format", choices=["npz", "png", "parquet"], help="convert to this format (default: as stored)")
+    pull.add_argument("--force", action="store_true", help="write into a non-empty --to")
     pull.set_defaults(func=cmd_pull)
 
     pub = sub.add_parser("publish", help="publish a new dataset version from the current champion, without training",
@@ -57,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("name", metavar="NAME")
     pub.add_argument("-n", type=int, default=10_000, help="number of images (default 10000)")
     pub.add_argument("--seed", type=int, default=0, help="image i uses seed S+i (default 0)")
+    pub.add_argument("--format", choices=["npz", "png", "parquet"], default="npz", help="file format (default npz)")
+    pub.add_argument("--virtual", action="store_true",
+                     help="publish a manifest only (generator, seed, n, class mix, sha256); pull materialises it")
     pub.set_defaults(func=cmd_publish)
 
     upp = sub.add_parser("up", help="start the Prefect server, MLflow server and deployment runner on 127.0.0.1",
@@ -140,38 +148,90 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     import catalog
 
     root = settings.catalog_root()
-    names = [args.name] if args.name else catalog.names(root)
-    if args.name and not catalog.versions_of(root / args.name):
+    if args.name == "show":
+        return _show(root, args.ref)
+    if args.ref:
+        raise ValueError(f"unexpected argument {args.ref!r} (did you mean 'ganvirt datasets show {args.ref}'?)")
+    names = [catalog.check_name(args.name)] if args.name else catalog.names(root)
+    if args.name and not catalog.versions_of(root, args.name):
         raise catalog.CatalogError(f"no published dataset {args.name!r} in {root}")
     if not names:
         print(f"no published datasets in {root} (run 'ganvirt run' first)")
         return 0
-    print(f"{'dataset':24s} {'ver':>4s} {'created':25s} {'images':>8s} {'fid_like':>9s} {'floor':>8s} {'tstr':>6s} {'trtr':>6s}  generator")
+    print(f"{'dataset':24s} {'ver':>4s} {'created':25s} {'images':>8s} {'format':>8s} {'fid_like':>9s} {'floor':>8s} "
+          f"{'tstr':>6s} {'trtr':>6s}  generator")
     for name in names:
-        for v in catalog.versions_of(root / name):
-            m = catalog.manifest(root / name / str(v))
+        for v in catalog.versions_of(root, name):
+            m = catalog.manifest(catalog.resolve(root, name, v))
             met = m.get("metrics", {})
             fmt = lambda k, w, met=met: f"{met[k]:{w}.3f}" if k in met else f"{'-':>{w}s}"
             gen = m.get("generator", {})
-            print(f"{name:24s} {v:>4d} {m['created']:25s} {m['shape'][0]:>8d} {fmt('fid_like', 9)} "
+            kind = "virtual" if m.get("virtual") else m.get("format", "npz")
+            print(f"{name:24s} {v:>4d} {m['created']:25s} {m['shape'][0]:>8d} {kind:>8s} {fmt('fid_like', 9)} "
                   f"{fmt('fid_like_floor', 8)} {fmt('tstr_accuracy', 6)} {fmt('trtr_accuracy', 6)}  "
                   f"{gen.get('model', '?')} v{gen.get('version', '?')}")
+    print(f"catalog page: {root.rstrip('/')}/index.html")
+    return 0
+
+
+def _show(root: str, ref: str | None) -> int:
+    """One version's lineage: generator, run, source, metrics against thresholds, flow run."""
+    import catalog
+
+    if not ref:
+        raise ValueError("datasets show: expected NAME[@VERSION]")
+    name, version = catalog.parse_ref(ref)
+    where = catalog.resolve(root, name, version)
+    m = catalog.manifest(where)
+    gen, src = m.get("generator", {}), m.get("source", {})
+    kind = f"virtual ({m.get('format', 'npz')} on pull)" if m.get("virtual") else m.get("format", "npz")
+    print(f"{m['name']}@{m['version']}  {m.get('created', '')}  {m['shape'][0]} images {tuple(m['shape'][1:])}  {kind}")
+    print(f"  location      {where}")
+    print(f"  generator     {gen.get('uri', '?')}  (MLflow run {gen.get('run_id', '?')})")
+    print(f"  source        {src.get('uri', '?')}  snapshot sha256 {src.get('fingerprint', '?')}")
+    print(f"  sampling      seed {m.get('seed', '?')} (image i uses seed+i); class counts {m.get('class_counts', [])}")
+    print(f"  content       sha256 {m.get('content_sha256', '?')}")
+    print(f"  extractor     sha256 {m.get('extractor_hash', '?')}")
+    print(f"  flow run      {m.get('prefect_flow_run_id') or '-'}")
+    print("  metrics       value       gate")
+    for key, verdict in m.get("thresholds", {}).items():
+        status = "pass" if verdict.get("passed") else "FAIL"
+        bound = f"<= {verdict['max']:.4g}" if "max" in verdict else f">= {verdict.get('min', float('nan')):.4g}"
+        value = verdict.get("value")
+        print(f"    {key:18s} {value if value is not None else float('nan'):9.4f}  {bound:12s} {status}")
+    print(f"  pull it       ganvirt pull {m['name']}@{m['version']} --to ./{m['name']}-v{m['version']}")
     return 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     import catalog
+    from tasks.publish import (
+        materialise,  # only for virtual datasets: loads the registered generator
+    )
 
-    folder = catalog.pull(settings.catalog_root(), args.ref, args.to)
+    folder = catalog.pull(settings.catalog_root(), args.ref, args.to, fmt=args.format, force=args.force,
+                          sampler=_registry_sampler(materialise))
     m = catalog.manifest(folder)
-    print(f"pulled {m['name']}@{m['version']} to {folder} ({len(m['files'])} files verified)")
+    how = " (materialised from the registry, checksum verified)" if m.get("materialised") else ""
+    print(f"pulled {m['name']}@{m['version']} as {m['format']} to {folder} ({len(m['files'])} files verified){how}")
     return 0
+
+
+def _registry_sampler(materialise):
+    def sampler(m: dict):
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.tracking_uri())
+        return materialise(m)
+
+    return sampler
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from flows.republish import RepublishParams, republish
 
-    folder = republish(RepublishParams(name=settings.check_name(args.name), n=args.n, seed=args.seed))
+    folder = republish(RepublishParams(name=settings.check_name(args.name), n=args.n, seed=args.seed,
+                                       format=args.format, virtual=args.virtual))
     print(f"published {folder}")
     return 0
 

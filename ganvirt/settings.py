@@ -7,10 +7,7 @@ when set; with nothing set no server is needed (SQLite MLflow store, ephemeral P
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def home() -> Path:
@@ -26,11 +23,15 @@ def artifact_root() -> Path:
     return home() / "mlartifacts"
 
 
-def catalog_root() -> Path:
-    url = os.environ.get("GANVIRT_CATALOG_URL")
-    if url and "://" in url and not url.startswith("file://"):
-        raise ValueError(f"GANVIRT_CATALOG_URL={url!r}: only local folders are supported so far")
-    return Path(url.removeprefix("file://")).resolve() if url else home() / "catalog"
+def catalog_root() -> str:
+    """Where datasets are published: ``GANVIRT_CATALOG_URL`` (a folder or any fsspec URL, e.g.
+    ``s3://bucket/prefix``), else ``<GANVIRT_HOME>/catalog``."""
+    url = os.environ.get("GANVIRT_CATALOG_URL", "").strip()
+    if url:
+        from catalog.store import default_root
+
+        return default_root()
+    return str(home() / "catalog")
 
 
 def snapshot_root() -> Path:
@@ -39,7 +40,9 @@ def snapshot_root() -> Path:
 
 def check_name(name: str) -> str:
     """A dataset name is also a folder, an experiment and a model name: keep it plain."""
-    if not NAME_RE.match(name or ""):
+    from catalog.store import NAME_RE  # one rule for dataset names everywhere
+
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValueError(f"dataset name {name!r}: expected lowercase letters, digits, '-' or '_' "
                          "(at most 63, starting with a letter or digit)")
     return name

@@ -18,6 +18,7 @@ import numpy as np
 from prefect import runtime, task
 
 import catalog
+from catalog import formats
 from gan.sampling import balanced_labels, sample_seeds
 from ganvirt import report as reporting
 from ganvirt import settings
@@ -30,11 +31,26 @@ def load_version(model: str, version: str):
     return mlflow.pyfunc.load_model(f"models:/{model}/{version}").unwrap_python_model().G
 
 
-def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
-    """``data.npz`` (uint8 images, int64 labels) and a ``preview.png`` grid, a row per class."""
-    arrays = {"images": images} | ({"labels": labels} if labels is not None else {})
-    np.savez_compressed(folder / "data.npz", **arrays)
+def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None, fmt: str = "npz",
+                  virtual: bool = False) -> None:
+    """The data files in ``fmt`` (none when ``virtual``) and a ``preview.png`` grid, a row per class."""
+    if not virtual:
+        formats.write(fmt, folder, images, labels)
     reporting.save_picture(reporting.class_grid(images, labels), folder / "preview.png", tile=images.shape[2])
+
+
+def sample_publication(G, n: int, seed: int, lo: int = 0, hi: int | None = None):
+    """Images ``[lo, hi)`` of a publication of ``n``: image i uses seed ``seed + i`` and the i-th
+    label of the class-balanced mix, so any sharding (and any later materialisation) agrees."""
+    hi = n if hi is None else hi
+    labels = balanced_labels(n, G.cfg.num_classes)[lo:hi] if G.cfg.conditional else None
+    return sample_seeds(G, seed + np.arange(lo, hi, dtype=np.int64), labels), labels
+
+
+def materialise(m: dict):
+    """A virtual manifest's images, sampled again from the registered generator it names."""
+    G = load_version(m["generator"]["model"], m["generator"]["version"])
+    return sample_publication(G, m["shape"][0], m["seed"])
 
 
 def lineage(mv) -> dict:
@@ -65,6 +81,8 @@ class Plan:
     shard_size: int
     staging: str       # folder for the shards; every task runner's worker must reach it
     flow_run_id: str
+    format: str = "npz"
+    virtual: bool = False  # manifest and preview only: materialised from the registry on pull
 
     @property
     def shards(self) -> list[int]:
@@ -73,7 +91,7 @@ class Plan:
 
 @task(name="plan publication", retries=2, retry_delay_seconds=[2, 10])
 def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None = None,
-         shard_size: int = SHARD_SIZE) -> Plan:
+         shard_size: int = SHARD_SIZE, fmt: str = "npz", virtual: bool = False) -> Plan:
     """Pin the champion of ``<name>-generator`` for a publication of ``n`` images. With
     ``expected_version``, refuse if the champion has moved meanwhile."""
     mlflow.set_tracking_uri(settings.tracking_uri())
@@ -83,7 +101,7 @@ def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None
                            "another run moved it, refusing to publish a stale version")
     staging = settings.home() / "staging" / f"{name}-{uuid.uuid4().hex[:12]}"
     return Plan(name, mv.name, str(mv.version), n, seed, shard_size, str(staging),
-                str(runtime.flow_run.id or ""))
+                str(runtime.flow_run.id or ""), formats.check_format(fmt), virtual)
 
 
 def shard_range(p: Plan, index: int) -> tuple[int, int]:
@@ -94,10 +112,7 @@ def shard_range(p: Plan, index: int) -> tuple[int, int]:
 def sample_shard(p: Plan, index: int) -> str:
     """Images ``[index·shard_size, …)`` of the publication: image i uses seed ``seed + i`` and
     the i-th label of the class-balanced mix, so any sharding gives the same dataset."""
-    G = load_version(p.model, p.version)
-    lo, hi = shard_range(p, index)
-    labels = balanced_labels(p.n, G.cfg.num_classes)[lo:hi] if G.cfg.conditional else None
-    images = sample_seeds(G, p.seed + np.arange(lo, hi, dtype=np.int64), labels)
+    images, labels = sample_publication(load_version(p.model, p.version), p.n, p.seed, *shard_range(p, index))
     out = Path(p.staging) / f"shard-{index:06d}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
@@ -122,12 +137,15 @@ def commit(p: Plan, shards: list[str]) -> str:
         mlflow.set_tracking_uri(settings.tracking_uri())
         mv = client().get_model_version(p.model, p.version)
         counts = np.bincount(labels).tolist() if labels is not None else []
-        manifest = {"format": "npz", "shape": list(images.shape), "class_counts": counts, **lineage(mv),
-                    "seed": p.seed, "shards": len(shards), "prefect_flow_run_id": p.flow_run_id}
+        manifest = {"format": p.format, "virtual": p.virtual, "shape": list(images.shape), "class_counts": counts,
+                     "content_sha256": formats.content_sha256(images, labels), **lineage(mv),
+                     "seed": p.seed, "labels": "balanced: label of image i is i mod classes" if labels is not None else None,
+                     "shards": len(shards), "prefect_flow_run_id": p.flow_run_id}
         folder = catalog.publish(settings.catalog_root(), p.name,
-                                 lambda d: write_dataset(d, images, labels), manifest)
+                                 lambda d: write_dataset(d, images, labels, p.format, p.virtual), manifest)
     finally:
         shutil.rmtree(p.staging, ignore_errors=True)
-    logger.info("published %s version %s: %d images from %d shard(s) of %s v%s in %s",
-                p.name, folder.name, p.n, len(shards), p.model, p.version, folder)
-    return str(folder)
+    logger.info("published %s%s version %s: %d images (%s) from %d shard(s) of %s v%s at %s",
+                "virtual " if p.virtual else "", p.name, folder.rsplit("/", 1)[-1], p.n, p.format, len(shards),
+                p.model, p.version, folder)
+    return folder

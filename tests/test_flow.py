@@ -38,8 +38,8 @@ def test_flow_publishes_a_verified_dataset(published):
 
 
 def test_pull_then_tamper(published, tmp_path, capsys):
-    assert main(["pull", "e2e", "--to", str(tmp_path)]) == 0
-    folder = tmp_path / "e2e" / "1"
+    folder = tmp_path / "pulled"
+    assert main(["pull", "e2e", "--to", str(folder)]) == 0
     assert "2 files verified" in capsys.readouterr().out
     images, labels = np.load(folder / "data.npz")["images"], np.load(folder / "data.npz")["labels"]
     assert images.shape == (120, 1, 8, 8) and np.bincount(labels).tolist() == [12] * 10
@@ -48,7 +48,7 @@ def test_pull_then_tamper(published, tmp_path, capsys):
         byte = f.read(1)
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
-    assert main(["pull", "e2e@1", "--to", str(tmp_path)]) == 1
+    assert main(["pull", "e2e@1", "--to", str(folder)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "preview.png: sha256 mismatch" in err
 
@@ -75,12 +75,12 @@ print(json.dumps({"together": together.tolist(), "rows": rows.tolist()}))
 
 
 def test_failed_gate_fails_the_run_and_changes_nothing(published):
-    before = catalog.versions_of(settings.catalog_root() / "e2e")
+    before = catalog.versions_of(settings.catalog_root(), "e2e")
     state = virtualize(VirtualizeParams(name="e2e", gate=open_gates(max_fid_ratio=1.0, min_tstr_accuracy=1.0),
                                         **TINY), return_state=True)
     assert state.is_failed()
     assert "fid_like=" in state.message and "tstr_accuracy=" in state.message
-    assert catalog.versions_of(settings.catalog_root() / "e2e") == before
+    assert catalog.versions_of(settings.catalog_root(), "e2e") == before
     champion = client().get_model_version_by_alias("e2e-generator", "champion")
     candidate = client().get_model_version_by_alias("e2e-generator", "candidate")
     assert str(champion.version) == published["version"] and int(candidate.version) > int(champion.version)
@@ -102,15 +102,15 @@ def test_cli_run_with_bad_source_fails_in_one_line(prefect_server, tmp_path, cap
     assert main(["run", "--source", str(tmp_path / "missing"), "--name", "bad", "--steps", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("ganvirt: error: source") and "no such file or folder" in err[-1]
-    assert not (settings.catalog_root() / "bad").exists()
+    assert "bad" not in catalog.names(settings.catalog_root())
 
 
 def test_publish_without_training(published, capsys):
-    before = catalog.versions_of(settings.catalog_root() / "e2e")
+    before = catalog.versions_of(settings.catalog_root(), "e2e")
     assert main(["publish", "e2e", "-n", "30", "--seed", "5"]) == 0
-    after = catalog.versions_of(settings.catalog_root() / "e2e")
+    after = catalog.versions_of(settings.catalog_root(), "e2e")
     assert after == before + [before[-1] + 1]
-    m = catalog.verify(settings.catalog_root() / "e2e" / str(after[-1]))
+    m = catalog.verify(catalog.resolve(settings.catalog_root(), "e2e", after[-1]))
     assert m["shape"][0] == 30 and m["seed"] == 5
     assert m["generator"]["version"] == published["version"]  # the champion, not retrained
     assert m["metrics"]["fid_like"] == pytest.approx(published["metrics"]["fid_like"])
@@ -136,6 +136,58 @@ def test_sharded_publication_on_a_dask_cluster_equals_the_thread_pool(published)
         publishing.SHARD_SIZE = old
     a, b = catalog.verify(threads), catalog.verify(dask)
     assert a["shards"] == b["shards"] == 4 and a["version"] != b["version"]
-    for x, y in zip(catalog.load(settings.catalog_root(), "e2e", a["version"]),
-                    catalog.load(settings.catalog_root(), "e2e", b["version"])):
+    for x, y in zip(catalog.load("e2e", a["version"], settings.catalog_root()),
+                    catalog.load("e2e", b["version"], settings.catalog_root())):
         np.testing.assert_array_equal(x, y)
+
+
+def test_datasets_show_prints_lineage(published, capsys):
+    assert main(["datasets", "show", "e2e@1"]) == 0
+    out = capsys.readouterr().out
+    assert "e2e@1" in out and f"models:/e2e-generator/{published['version']}" in out
+    assert "snapshot sha256" in out and "tstr_accuracy" in out and "ganvirt pull e2e@1" in out
+    m = catalog.manifest(catalog.resolve(settings.catalog_root(), "e2e", 1))
+    assert m["prefect_flow_run_id"] in out
+    assert main(["datasets", "show", "../e2e"]) == 1
+    assert "dataset name" in capsys.readouterr().err
+
+
+def test_virtual_dataset_pulled_on_two_homes_is_identical(published, tmp_path, capsys):
+    """10,000 images published as a manifest only; materialised from the registry by two
+    separate processes on two copies of GANVIRT_HOME: the same bytes, the recorded checksum."""
+    import shutil
+
+    assert main(["publish", "e2e", "-n", "10000", "--seed", "3", "--virtual"]) == 0
+    where = capsys.readouterr().out.split()[-1]
+    m = catalog.verify(where)
+    assert m["virtual"] and set(m["files"]) == {"preview.png"} and m["shape"][0] == 10_000
+    assert os.path.getsize(os.path.join(where, "manifest.json")) < 10_000  # kilobytes, not megabytes
+    home = settings.home()
+    copy = tmp_path / "home-copy"
+    copy.mkdir()
+    for part in ("mlflow.db", "mlartifacts", "catalog"):
+        (shutil.copytree if (home / part).is_dir() else shutil.copy2)(home / part, copy / part)
+    pulled = []
+    for i, h in enumerate((home, copy)):
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+        env["GANVIRT_HOME"] = str(h)
+        out = subprocess.run([sys.executable, "-m", "ganvirt.cli", "pull", f"e2e@{m['version']}", "--to",
+                              str(tmp_path / f"pull{i}")], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "materialised from the registry, checksum verified" in out.stdout
+        pulled.append((tmp_path / f"pull{i}" / "data.npz").read_bytes())
+    assert pulled[0] == pulled[1]
+    images, labels = catalog.formats.read("npz", tmp_path / "pull0")
+    assert catalog.content_sha256(images, labels) == m["content_sha256"] and images.shape[0] == 10_000
+
+
+def test_publish_and_pull_other_formats(published, tmp_path, capsys):
+    assert main(["publish", "e2e", "-n", "40", "--seed", "9", "--format", "png"]) == 0
+    where = capsys.readouterr().out.split()[-1]
+    assert catalog.manifest(where)["format"] == "png"
+    v = catalog.manifest(where)["version"]
+    assert main(["pull", f"e2e@{v}", "--to", str(tmp_path / "pq"), "--format", "parquet"]) == 0
+    a = catalog.formats.read("png", where)
+    b = catalog.formats.read("parquet", tmp_path / "pq")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])

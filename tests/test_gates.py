@@ -99,7 +99,7 @@ def test_decent_generator_passes(champion):
 ])
 def test_bad_generator_fails_and_changes_nothing(kind, module_cls, failing, champion, snapshot, monkeypatch):
     version, _, _ = champion
-    before = catalog.versions_of(settings.catalog_root() / NAME)
+    before = catalog.versions_of(settings.catalog_root(), NAME)
     ckpt = fake_checkpoint(kind, module_cls, snapshot, monkeypatch)
     report = evaluate.fn(ckpt, snapshot, EVAL, POLICY)
     failed = {line.split("=")[0] for line in POLICY.failures(report.metrics, conditional=True)}
@@ -109,4 +109,4 @@ def test_bad_generator_fails_and_changes_nothing(kind, module_cls, failing, cham
     for metric in failing:
         assert f"{metric}=" in str(err.value)
     assert str(client().get_model_version_by_alias(f"{NAME}-generator", "champion").version) == version.version
-    assert catalog.versions_of(settings.catalog_root() / NAME) == before
+    assert catalog.versions_of(settings.catalog_root(), NAME) == before

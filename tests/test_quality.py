@@ -18,7 +18,7 @@ def test_default_digits_run_is_useful(prefect_server):
     assert m["tstr_accuracy"] >= 0.80, m
     assert m["trtr_accuracy"] >= m["tstr_accuracy"] - 0.02, m
     assert m["fid_like"] <= 4 * m["fid_like_floor"], m
-    images, labels = catalog.load(result["dataset"].rsplit("/", 2)[0], "digits-quality")
+    images, labels = catalog.load("digits-quality", root=result["dataset"].rsplit("/", 2)[0])
     assert images.shape == (10_000, 1, 8, 8) and np.bincount(labels).tolist() == [1000] * 10
 
 

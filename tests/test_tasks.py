@@ -124,7 +124,7 @@ def test_register_and_publish(chain, tmp_path):
                               "run_id": ckpt.run_id, "uri": f"models:/unit-generator/{version.version}"}
     assert m["source"]["fingerprint"] == snap.fingerprint and m["thresholds"]["fid_like"]["passed"]
     assert set(m["files"]) == {"data.npz", "preview.png"}
-    images, labels = catalog.load(settings.catalog_root(), "unit")
+    images, labels = catalog.load("unit", root=settings.catalog_root())
     # image i of the dataset is the pyfunc model's image for seed 3 + i and label i % 10
     model = mlflow.pyfunc.load_model("models:/unit-generator@champion")
     import pandas as pd
