@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ganvirt-installed
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui up bench bench-quality
+.PHONY: install run test test-slow test-all lint clean mlflow-ui prefect-ui up serve bench bench-quality
 
 install: $(STAMP)
 
@@ -58,6 +58,12 @@ mlflow-ui: $(STAMP)
 	MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(HOME_DIR)/mlflow.db \
 	  --artifacts-destination $(HOME_DIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1
+
+# The champion generator as a REST endpoint: make serve NAME=digits PORT=5001
+serve: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH MLFLOW_TRACKING_URI=sqlite:///$(HOME_DIR)/mlflow.db \
+	$(VENV)/bin/mlflow models serve -m models:/$(or $(NAME),digits)-generator@champion \
+	  --env-manager local -h 127.0.0.1 -p $(or $(PORT),5001)
 
 prefect-ui: $(STAMP)
 	PREFECT_HOME=$(HOME_DIR)/prefect PREFECT_SERVER_ANALYTICS_ENABLED=false \

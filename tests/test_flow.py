@@ -191,3 +191,57 @@ def test_publish_and_pull_other_formats(published, tmp_path, capsys):
     b = catalog.formats.read("parquet", tmp_path / "pq")
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_catalog_on_an_fsspec_url(published, monkeypatch, capsys):
+    """GANVIRT_CATALOG_URL moves publication to any fsspec store (memory:// here; s3:// alike)."""
+    monkeypatch.setenv("GANVIRT_CATALOG_URL", "memory://ganvirt-test-catalog")
+    assert main(["publish", "e2e", "-n", "20", "--seed", "4", "--format", "parquet"]) == 0
+    where = capsys.readouterr().out.split()[-1]
+    assert where.startswith("memory://ganvirt-test-catalog/e2e/")
+    m = catalog.verify(where)
+    assert m["format"] == "parquet" and m["generator"]["version"] == published["version"]
+    images, labels = catalog.load("e2e", root="memory://ganvirt-test-catalog")
+    assert images.shape == (20, 1, 8, 8) and labels.tolist() == [i % 10 for i in range(20)]
+    assert main(["datasets"]) == 0 and "memory://ganvirt-test-catalog/index.html" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_invocations(published):
+    """`mlflow models serve` of the champion: POST /invocations with seeds and labels returns
+    the same images as the pyfunc model in this process."""
+    import socket
+    import time
+    import urllib.request
+
+    import mlflow
+    import pandas as pd
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # mlflow starts `uvicorn` by name: the virtual environment's bin must be on PATH (as after activate)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri(),
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/e2e-generator@champion",
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    body = json.dumps({"dataframe_split": {"columns": ["seed", "label"], "data": [[0, 3], [1, 5], [2, 9]]}}).encode()
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    answer = json.loads(resp.read())
+            except OSError:
+                time.sleep(1)
+        assert answer is not None, proc.stdout.read() if proc.poll() is not None else "no answer in 120 s"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    served = np.asarray(answer["predictions"], dtype=np.uint8)
+    local = mlflow.pyfunc.load_model("models:/e2e-generator@champion").predict(
+        pd.DataFrame({"seed": [0, 1, 2], "label": [3, 5, 9]}))
+    np.testing.assert_array_equal(served, local)
