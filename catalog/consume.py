@@ -20,6 +20,7 @@ from catalog.store import (
     default_root,
     fetch,
     is_local,
+    manifest,
     parse_ref,
     resolve,
     verify,
@@ -54,7 +55,7 @@ def pull(root, ref: str, to: Path, fmt: str | None = None, force: bool = False,
     """
     name, version = parse_ref(ref)
     src = resolve(root, name, version)
-    m = verify(src)
+    m = manifest(src)  # every file is verified as it is copied (fetch) or before it is read
     fmt = formats.check_format(fmt or m.get("format", "npz"))
     to = Path(to).expanduser().resolve()
     if to.exists() and not to.is_dir():
@@ -66,6 +67,7 @@ def pull(root, ref: str, to: Path, fmt: str | None = None, force: bool = False,
         if not force:
             raise CatalogError(f"--to {to}: folder is not empty ({len(existing)} entries); "
                                "choose an empty folder or pass --force to write into it")
+    created = not to.exists()
     to.mkdir(parents=True, exist_ok=True)
     stage = to / f".ganvirt-pull-{uuid.uuid4().hex[:12]}"
     stage.mkdir()
@@ -75,6 +77,7 @@ def pull(root, ref: str, to: Path, fmt: str | None = None, force: bool = False,
         if m.get("virtual"):
             images, labels = materialise(m, sampler)
             formats.write(fmt, out, images, labels)
+            verify(src)  # the preview
             fetch_preview(src, m, out)
         elif fmt == m.get("format", "npz"):
             fetch(src, out)
@@ -84,21 +87,25 @@ def pull(root, ref: str, to: Path, fmt: str | None = None, force: bool = False,
             formats.write(fmt, out, images, labels)
             if (stage / "src" / "preview.png").exists():
                 shutil.copy2(stage / "src" / "preview.png", out / "preview.png")
-        pulled = {**m, "format": fmt, "files": _local_files(out), "pulled_from": src}
+        same = fmt == m.get("format", "npz") and not m.get("virtual")
+        pulled = {**m, "format": fmt, "files": dict(m["files"]) if same else _local_files(out), "pulled_from": src}
         if fmt != m.get("format", "npz"):
             pulled["converted_from"] = m.get("format", "npz")
         if m.get("virtual"):
             pulled["virtual"], pulled["materialised"] = False, True
-        (out / MANIFEST).write_text(json.dumps(pulled, indent=2))
-        verify(out)
+        (out / MANIFEST).write_text(json.dumps(pulled, indent=2))  # fetch verified a copy; others hashed just now
         for p in sorted(out.rglob("*"), key=lambda p: len(p.parts)):
             target = to / p.relative_to(out)
             if p.is_dir():
                 target.mkdir(exist_ok=True)
             else:
                 os.replace(p, target)
-    finally:
+    except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(to, ignore_errors=True)  # nothing of a failed pull stays behind
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
     return to
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,15 +98,55 @@ def _png_array(data: bytes, where: str) -> np.ndarray:
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
+PARALLEL_MIN = 2_000  # images below which PNG work stays in this process
+
+
+def _workers(n: int) -> int:
+    return 1 if n < PARALLEL_MIN else max(1, min(os.cpu_count() or 1, 16))
+
+
+def _write_png_files(folder: str, rels: list[str], images: np.ndarray) -> None:
+    for rel, image in zip(rels, images):
+        (Path(folder) / rel).write_bytes(_png_bytes(image))
+
+
+def _read_png_files(folder: str, rels: list[str]) -> np.ndarray:
+    return np.stack([_png_array((Path(folder) / rel).read_bytes(), str(Path(folder) / rel)) for rel in rels])
+
+
+def _encode_many(images: np.ndarray) -> list[bytes]:
+    return [_png_bytes(im) for im in images]
+
+
+def _decode_many(blobs: list[bytes], where: str) -> np.ndarray:
+    return np.stack([_png_array(b, f"{where} row {i}") for i, b in enumerate(blobs)])
+
+
+def _parallel(fn, n: int, args_for) -> list:
+    """``fn(*args_for(lo, hi))`` over chunks of ``range(n)``, in processes when n is large."""
+    workers = _workers(n)
+    if workers == 1:
+        return [fn(*args_for(0, n))]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(fn, *zip(*[args_for(lo, hi) for lo, hi in _chunks(n, workers * 4)])))
+
+
+def _chunks(n: int, parts: int) -> list[tuple[int, int]]:
+    step = -(-n // parts)
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
 def _write_png(folder: Path, images, labels) -> None:
-    rows = []
     width = max(6, len(str(len(images))))
-    for i, image in enumerate(images):
-        rel = f"images/{int(labels[i])}/{i:0{width}d}.png" if labels is not None else f"images/{i:0{width}d}.png"
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_png_bytes(image))
-        rows.append((rel, int(labels[i]) if labels is not None else ""))
+    rels = [f"images/{int(labels[i])}/{i:0{width}d}.png" if labels is not None else f"images/{i:0{width}d}.png"
+            for i in range(len(images))]
+    for parent in {str((folder / rel).parent) for rel in rels}:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    # PNG encoding is CPU work in Python: large datasets are spread over processes
+    _parallel(_write_png_files, len(images), lambda lo, hi: (str(folder), rels[lo:hi], images[lo:hi]))
+    rows = [(rel, int(labels[i]) if labels is not None else "") for i, rel in enumerate(rels)]
     with open(folder / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "label"])
@@ -117,15 +158,17 @@ def _read_png(folder: Path):
         rows = list(csv.DictReader(f))
     if not rows:
         raise FormatError(f"{folder / 'labels.csv'}: no images listed")
-    images = []
-    for r in rows:
-        rel = r["file"]
-        if rel.startswith("/") or ".." in rel.split("/"):
+    rels = [r["file"] for r in rows]
+    for rel in rels:
+        if not rel or rel.startswith("/") or ".." in rel.split("/") or "\\" in rel:
             raise FormatError(f"{folder / 'labels.csv'}: file {rel!r} points outside the dataset")
-        images.append(_png_array((folder / rel).read_bytes(), str(folder / rel)))
+    images = np.concatenate(_parallel(_read_png_files, len(rels), lambda lo, hi: (str(folder), rels[lo:hi])))
     labelled = rows[0]["label"] != ""
-    labels = np.array([int(r["label"]) for r in rows], dtype=np.int64) if labelled else None
-    return np.stack(images).astype(np.uint8), labels
+    try:
+        labels = np.array([int(r["label"]) for r in rows], dtype=np.int64) if labelled else None
+    except (TypeError, ValueError):
+        raise FormatError(f"{folder / 'labels.csv'}: labels must be integers") from None
+    return images.astype(np.uint8), labels
 
 
 # ---------------------------------------------------------------- parquet
@@ -135,7 +178,8 @@ def _write_parquet(folder: Path, images, labels) -> None:
 
     frame = pd.DataFrame({"index": np.arange(len(images), dtype=np.int64),
                           "label": labels if labels is not None else pd.array([None] * len(images), dtype="Int64"),
-                          "png": [_png_bytes(im) for im in images]})
+                          "png": [b for part in _parallel(_encode_many, len(images), lambda lo, hi: (images[lo:hi],))
+                                  for b in part]})
     frame.to_parquet(folder / "data.parquet", index=False)
 
 
@@ -147,6 +191,8 @@ def _read_parquet(folder: Path):
     if missing:
         raise FormatError(f"{folder / 'data.parquet'}: missing column(s) {sorted(missing)}")
     frame = frame.sort_values("index")
-    images = np.stack([_png_array(b, f"{folder / 'data.parquet'} row {i}") for i, b in zip(frame["index"], frame["png"])])
+    blobs = list(frame["png"])
+    images = np.concatenate(_parallel(_decode_many, len(blobs),
+                                      lambda lo, hi: (blobs[lo:hi], str(folder / "data.parquet"))))
     labels = None if frame["label"].isna().all() else frame["label"].astype(np.int64).to_numpy()
     return images.astype(np.uint8), labels
