@@ -51,7 +51,8 @@ def dataset_page(root, name: str) -> str:
         gate = ("passed" if verdicts and all(t.get("passed") for t in verdicts.values()) else
                 "failed" if verdicts else "–")
         failing = [k for k, t in verdicts.items() if not t.get("passed")]
-        preview = f"<img src='{v}/preview.png' alt='samples of version {v}'>" if "preview.png" in m["files"] else ""
+        preview = (f"<img src='{v}/preview.png' alt='samples of version {v}' class='preview' "
+                   "onload=\"this.dataset.loaded='yes'\">") if "preview.png" in m["files"] else ""
         kind = "virtual (manifest only; materialised on pull)" if m.get("virtual") else m.get("format", "npz")
         rows.append(
             f"<h2 id='v{v}'>{_e(name)}@{v}</h2><p>{_e(m.get('created', ''))} · {_e(m.get('shape', ['?'])[0])} images "

@@ -245,3 +245,18 @@ def test_mlflow_models_serve_answers_invocations(published):
     local = mlflow.pyfunc.load_model("models:/e2e-generator@champion").predict(
         pd.DataFrame({"seed": [0, 1, 2], "label": [3, 5, 9]}))
     np.testing.assert_array_equal(served, local)
+
+
+@pytest.mark.slow
+def test_catalog_page_renders_in_chromium(published):
+    """The static catalog page, opened from the folder in headless Chromium: the dataset, its
+    metrics and its preview image (loaded: the page marks each image that loads)."""
+    from tests.browser import render
+
+    root = settings.catalog_root()
+    top = render(f"file://{root}/index.html", budget_ms=3000)
+    assert "e2e/index.html" in top and "ganvirt pull e2e@" in top
+    page = render(f"file://{root}/e2e/index.html", budget_ms=3000)
+    m = catalog.manifest(catalog.resolve(root, "e2e", 1))
+    assert "e2e@1" in page and f"{m['metrics']['tstr_accuracy']:.4g}" in page
+    assert 'src="1/preview.png"' in page and 'data-loaded="yes"' in page
