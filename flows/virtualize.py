@@ -32,7 +32,7 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     name = check_name(p.dataset_name())
     gate = p.gate
     evaluation = p.evaluation.config()
-    snapshot = ingest(p.source, p.holdout)
+    snapshot = ingest(p.source, p.holdout, min_classes=2 if p.train.conditional else 0)
     checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional,
                            p.train.device, p.train.width, evaluation, p.train.nproc)
     report = evaluate(checkpoint, snapshot, evaluation, gate)

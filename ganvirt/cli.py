@@ -14,13 +14,62 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings.configure_environment()
+        if not args.debug:
+            _console_without_tracebacks()
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("ganvirt: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line for the user; the flow run's log keeps the traceback
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"ganvirt: error: {one_line(exc)}", file=sys.stderr)
         return 1
+
+
+class _NoTraceback:
+    """Wraps a console handler's formatter: the record's message without its traceback (other
+    handlers, such as Prefect's API log handler, still get the traceback)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def format(self, record):
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _console_without_tracebacks() -> None:
+    """Keep tracebacks off the terminal: Prefect logs them to its console handler when a task
+    fails. Applied now and again once Prefect has configured logging (on its import)."""
+    import logging
+
+    def patch() -> None:
+        loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(lg, logging.Logger))]
+        for lg in loggers:
+            for h in lg.handlers:
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+                        and not isinstance(h.formatter, _NoTraceback):
+                    h.setFormatter(_NoTraceback(h.formatter or logging.Formatter()))
+
+    patch()
+    _console_without_tracebacks.patch = patch
+
+
+def _after_prefect_import(args: argparse.Namespace) -> None:
+    patch = getattr(_console_without_tracebacks, "patch", None)
+    if patch is not None and not args.debug:
+        patch()
 
 
 def one_line(exc: Exception) -> str:
@@ -37,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganvirt", description=(
         "GAN data virtualization: train a GAN on real data, evaluate it, register the generator "
         "in MLflow and publish a synthetic dataset. State lives under GANVIRT_HOME (default ./.ganvirt)."))
+    parser.add_argument("--debug", action="store_true",
+                        help="print full tracebacks (by default an error is one line; the flow run's log keeps the traceback)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_run(sub)
@@ -117,6 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.params import PublishParams, TrainParams, VirtualizeParams
     from flows.virtualize import virtualize
     from ganvirt.gates import GatePolicy
+
+    _after_prefect_import(args)
 
     gate = {}
     for item in args.gate:
@@ -230,6 +283,7 @@ def _registry_sampler(materialise):
 def cmd_publish(args: argparse.Namespace) -> int:
     from flows.republish import RepublishParams, republish
 
+    _after_prefect_import(args)
     folder = republish(RepublishParams(name=settings.check_name(args.name), n=args.n, seed=args.seed,
                                        format=args.format, virtual=args.virtual))
     print(f"published {folder}")

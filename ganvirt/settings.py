@@ -39,13 +39,11 @@ def snapshot_root() -> Path:
 
 
 def check_name(name: str) -> str:
-    """A dataset name is also a folder, an experiment and a model name: keep it plain."""
-    from catalog.store import NAME_RE  # one rule for dataset names everywhere
+    """A dataset name is also a folder, an experiment and a model name: keep it plain (one rule
+    everywhere: the catalog's; raises a ValueError naming the value)."""
+    from catalog.store import check_name as catalog_check_name
 
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ValueError(f"dataset name {name!r}: expected lowercase letters, digits, '-' or '_' "
-                         "(at most 63, starting with a letter or digit)")
-    return name
+    return catalog_check_name(name)
 
 
 def configure_environment() -> None:

@@ -11,17 +11,20 @@ from tasks.tracking import run_logger
 
 @task(name="ingest", retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=lambda task, run, state: _is_network_error(state))
-def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0) -> Snapshot:
-    """Read ``source`` and return its snapshot; the same content is never written twice."""
+def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0, min_classes: int = 0) -> Snapshot:
+    """Read ``source`` and return its snapshot; the same content is never written twice.
+    ``min_classes`` (2 for a conditional run) is checked before anything is written."""
     logger = run_logger()
     root = settings.snapshot_root()
     key = sources.content_key(source)
     cached = snapshots.lookup(root, key, holdout, split_seed)
     if cached is not None:
+        _check_classes(source, cached.num_classes, min_classes)
         logger.info("source content unchanged (sha256 %s): skipping ingestion, reusing snapshot %s",
                     key[:16], cached.fingerprint[:16])
         return cached
     raw = sources.read(source, settings.home() / "downloads")
+    _check_classes(source, len(set(raw.labels.tolist())) if raw.labels is not None else 0, min_classes)
     for note in raw.notes:
         logger.warning("%s: %s", source, note)
     snap, created = snapshots.create(raw, source, root, holdout, split_seed)
@@ -31,6 +34,12 @@ def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0) ->
                 verb, snap.fingerprint[:16], snap.num_images, snap.shape, snap.num_classes,
                 snap.num_train, snap.num_holdout)
     return snap
+
+
+def _check_classes(source: str, found: int, needed: int) -> None:
+    if found < needed:
+        raise sources.SourceError(f"source {source!r} has {found} class(es): a conditional run needs labels of "
+                                  f"at least {needed} classes (use --no-conditional)")
 
 
 def _is_network_error(state) -> bool:

@@ -1,9 +1,6 @@
 """Source readers: digits, IDX (folder, files, http), NPZ, image folders, and their errors."""
 
-import functools
 import gzip
-import http.server
-import threading
 
 import numpy as np
 import pytest
@@ -124,21 +121,6 @@ def test_image_folder_errors(tmp_path):
 def test_missing_source(tmp_path):
     with pytest.raises(SourceError, match="no such file or folder"):
         sources.read(str(tmp_path / "nope"), tmp_path)
-
-
-@pytest.fixture
-def http_folder(tmp_path):
-    """A real HTTP server on 127.0.0.1 serving tmp_path/www."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield www, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_idx_over_http(http_folder, tmp_path):
