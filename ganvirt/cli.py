@@ -151,6 +151,7 @@ def _add_run(sub) -> None:
     run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
     run.add_argument("--nproc", type=int, default=1, help="train with DDP in N processes launched by torchrun (one per GPU on cuda; default 1: in-process)")
     run.add_argument("--probe-every", type=int, help="steps between FID-like probes; the best EMA generator is registered (default: off for mlp, 1000 for dcgan)")
+    run.add_argument("--checkpoint-every", type=int, default=1000, help="steps between resumable checkpoints (default 1000; 0: none)")
     run.add_argument("--patience", type=int, default=0, help="probes without improvement before stopping early (default 0: never)")
     run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
@@ -182,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           loss=args.loss, device=args.device, probe_every=args.probe_every,
                           patience=args.patience, seed=args.seed, conditional=args.conditional,
+                          checkpoint_every=args.checkpoint_every,
                           nproc=args.nproc),
         gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())
