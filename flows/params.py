@@ -88,7 +88,7 @@ class VirtualizeParams(BaseModel):
 
 def name_from_source(source: str) -> str:
     """``digits`` → digits; ``../data/mnist/`` → mnist; ``x/faces.npz`` → faces; IDX files → prefix."""
-    first = source.split(",")[0].rstrip("/")
+    first = source.split(",")[0].split("?", 1)[0].split("#", 1)[0].rstrip("/")  # no query (tokens) in names
     stem = Path(first.rsplit("/", 1)[-1]).name
     stem = re.sub(r"(-(images|labels)-idx\d-ubyte)?(\.gz)?$", "", stem)
     stem = re.sub(r"\.npz$", "", stem)

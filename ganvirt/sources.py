@@ -85,13 +85,37 @@ def content_key(source: str) -> str | None:
     return h.hexdigest()
 
 
+SECRET_PARAMS = re.compile(r"(token|key|secret|signature|sig|password|passwd|auth|credential|x-amz-[a-z-]+)",
+                           re.IGNORECASE)
+
+
+def redact(source: str) -> str:
+    """``source`` as it may be logged or recorded: URL user-info and secret-looking query values
+    (``token``, ``key``, ``signature``, ``X-Amz-*``, …) replaced by ``***``."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    out = []
+    for part in source.split(","):
+        if not is_url(part.strip()):
+            out.append(part)
+            continue
+        u = urlsplit(part.strip())
+        netloc = ("***@" if "@" in u.netloc else "") + u.netloc.rsplit("@", 1)[-1]
+        query = urlencode([(k, "***" if SECRET_PARAMS.search(k) else v) for k, v in parse_qsl(u.query, keep_blank_values=True)],
+                          safe="*")
+        out.append(urlunsplit((u.scheme, netloc, u.path, query, u.fragment)))
+    return ",".join(out)
+
+
 def is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
 
 
 def fetch(url: str, downloads: Path, timeout: float = 30.0) -> Path:
     """Download ``url`` once into ``downloads`` (keyed by the URL) and return the local file."""
-    name = url.rstrip("/").rsplit("/", 1)[-1] or "download"
+    from urllib.parse import urlsplit
+
+    name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or "download"
     target = downloads / hashlib.sha256(url.encode()).hexdigest()[:16] / name
     if target.exists():
         return target
@@ -102,11 +126,11 @@ def fetch(url: str, downloads: Path, timeout: float = 30.0) -> Path:
             shutil.copyfileobj(resp, out)
     except urllib.error.HTTPError as exc:
         tmp.unlink(missing_ok=True)
-        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        raise SourceError(f"{redact(url)}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
-        raise SourceError(f"{url}: cannot fetch ({reason})") from None
+        raise SourceError(f"{redact(url)}: cannot fetch ({reason})") from None
     os.replace(tmp, target)
     return target
 

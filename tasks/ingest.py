@@ -15,19 +15,20 @@ def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0, mi
     """Read ``source`` and return its snapshot; the same content is never written twice.
     ``min_classes`` (2 for a conditional run) is checked before anything is written."""
     logger = run_logger()
+    label = sources.redact(source)  # what is logged and recorded: no credentials from URLs
     root = settings.snapshot_root()
     key = sources.content_key(source)
     cached = snapshots.lookup(root, key, holdout, split_seed)
     if cached is not None:
-        _check_classes(source, cached.num_classes, min_classes)
+        _check_classes(label, cached.num_classes, min_classes)
         logger.info("source content unchanged (sha256 %s): skipping ingestion, reusing snapshot %s",
                     key[:16], cached.fingerprint[:16])
         return cached
     raw = sources.read(source, settings.home() / "downloads")
-    _check_classes(source, len(set(raw.labels.tolist())) if raw.labels is not None else 0, min_classes)
+    _check_classes(label, len(set(raw.labels.tolist())) if raw.labels is not None else 0, min_classes)
     for note in raw.notes:
-        logger.warning("%s: %s", source, note)
-    snap, created = snapshots.create(raw, source, root, holdout, split_seed)
+        logger.warning("%s: %s", label, note)
+    snap, created = snapshots.create(raw, label, root, holdout, split_seed)
     snapshots.remember(root, key, snap, holdout, split_seed)
     verb = "wrote" if created else "reusing cached"
     logger.info("%s snapshot %s: %d images %s, %d classes, %d train / %d holdout",

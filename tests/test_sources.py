@@ -1,6 +1,7 @@
 """Source readers: digits, IDX (folder, files, http), NPZ, image folders, and their errors."""
 
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,21 @@ def test_real_mnist_folder():
     assert raw.images.shape == (10_000, 1, 28, 28)
     assert np.bincount(raw.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert any("train-labels" in n for n in raw.notes) and any("README" in n for n in raw.notes)
+
+
+def test_credentials_in_urls_are_never_recorded(http_folder):
+    """A token in a source URL reaches the server but not the snapshot, its log or its name."""
+    from flows.params import name_from_source
+    from tasks.ingest import ingest
+
+    www, base = http_folder
+    write_pair(www, "tok", 30)
+    src = f"{base}/tok-images-idx3-ubyte.gz?token=SECRET1,{base}/tok-labels-idx1-ubyte.gz?X-Amz-Signature=SECRET2"
+    snap = ingest.fn(src)
+    meta = (Path(snap.path) / "meta.json").read_text()
+    assert "SECRET" not in snap.source and "SECRET" not in meta and "token=***" in snap.source
+    assert "SECRET" not in name_from_source(src) and name_from_source(src) == "tok"
+    assert sources.redact("https://alice:pw@host/x?key=abc&n=1") == "https://***@host/x?key=***&n=1"
+    with pytest.raises(sources.SourceError) as err:
+        sources.read(f"{base}/missing-images-idx3-ubyte.gz?token=SECRET3", www / "dl")
+    assert "SECRET3" not in str(err.value) and "token=***" in str(err.value)
