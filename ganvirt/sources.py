@@ -17,12 +17,14 @@ import re
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+MAX_IMAGE_PIXELS = 1 << 24      # per image in a folder source (4096 x 4096)
 MAX_IDX_BYTES = 1 << 31          # refuse forged headers that would allocate more than 2 GiB
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 IDX_RE = re.compile(r"^(?P<prefix>.+?)-(?P<kind>images|labels)-idx(?P<ndim>\d)-ubyte(\.gz)?$")
@@ -176,7 +178,7 @@ def read_idx(path: Path) -> np.ndarray:
                 raise SourceError(f"{path}: truncated IDX data ({len(data)} of {size} bytes for shape {dims})")
             if f.read(1):
                 raise SourceError(f"{path}: trailing bytes after the IDX data of shape {dims}")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:  # zlib: a damaged gzip stream
         raise SourceError(f"{path}: cannot read ({exc})") from None
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
@@ -229,16 +231,39 @@ def read_idx_files(paths: list[Path], folder: bool = False) -> RawData:
 def read_npz(path: Path) -> RawData:
     """``images``: uint8 (N,H,W), (N,H,W,C) or (N,C,H,W), or float in [0, 1]; ``labels``: ints."""
     try:
+        _check_npz_headers(path)
         with np.load(path, allow_pickle=False) as z:
             if "images" not in z.files:
                 raise SourceError(f"{path}: no 'images' array (found {z.files})")
             images = z["images"]
             labels = z["labels"] if "labels" in z.files else None
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, SourceError):
-            raise
-        raise SourceError(f"{path}: not a readable .npz ({exc})") from None
+    except SourceError:
+        raise
+    except Exception as exc:  # untrusted bytes: any parse failure is "not a readable .npz"
+        raise SourceError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
     return RawData(_to_nchw_uint8(images, f"{path}: images"), _check_labels(labels, len(images), f"{path}: labels"))
+
+
+def _check_npz_headers(path: Path) -> None:
+    """Read each array's header before numpy allocates it: a forged shape that declares more
+    bytes than the member holds (or more than MAX_IDX_BYTES) is refused, as are object arrays."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+            if dtype.hasobject:
+                raise SourceError(f"{path}: {info.filename} holds Python objects (refused: no pickle)")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > MAX_IDX_BYTES or nbytes > info.file_size:
+                raise SourceError(f"{path}: {info.filename} declares shape {shape} of {dtype} ({nbytes} bytes), "
+                                  f"more than it holds ({info.file_size} bytes) or the {MAX_IDX_BYTES}-byte limit")
 
 
 def _to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
@@ -303,14 +328,18 @@ def read_image_folder(root: Path, loader: Callable[[Path], np.ndarray] | None = 
 
 
 def _load_image(p: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(p) as im:
-            im.load()
+            if im.width * im.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding
+                raise SourceError(f"{p}: {im.width}x{im.height} pixels, over the {MAX_IMAGE_PIXELS}-pixel limit")
             if im.mode not in ("L", "RGB"):
                 raise SourceError(f"{p}: image mode {im.mode}, expected L (grayscale) or RGB")
+            im.load()
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SourceError(f"{p}: unreadable image ({exc})") from None
+    except SourceError:
+        raise
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError… for damaged files
+        raise SourceError(f"{p}: unreadable image ({type(exc).__name__}: {exc})") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
