@@ -19,6 +19,7 @@ from catalog.store import (
     _local_files,
     default_root,
     fetch,
+    filesystem,
     is_local,
     manifest,
     parse_ref,
@@ -72,34 +73,8 @@ def pull(root, ref: str, to: Path, fmt: str | None = None, force: bool = False,
     stage = to / f".ganvirt-pull-{uuid.uuid4().hex[:12]}"
     stage.mkdir()
     try:
-        out = stage / "out"
-        out.mkdir()
-        if m.get("virtual"):
-            images, labels = materialise(m, sampler)
-            formats.write(fmt, out, images, labels)
-            verify(src)  # the preview
-            fetch_preview(src, m, out)
-        elif fmt == m.get("format", "npz"):
-            fetch(src, out)
-        else:
-            fetch(src, stage / "src")
-            images, labels = formats.read(m.get("format", "npz"), stage / "src")
-            formats.write(fmt, out, images, labels)
-            if (stage / "src" / "preview.png").exists():
-                shutil.copy2(stage / "src" / "preview.png", out / "preview.png")
-        same = fmt == m.get("format", "npz") and not m.get("virtual")
-        pulled = {**m, "format": fmt, "files": dict(m["files"]) if same else _local_files(out), "pulled_from": src}
-        if fmt != m.get("format", "npz"):
-            pulled["converted_from"] = m.get("format", "npz")
-        if m.get("virtual"):
-            pulled["virtual"], pulled["materialised"] = False, True
-        (out / MANIFEST).write_text(json.dumps(pulled, indent=2))  # fetch verified a copy; others hashed just now
-        for p in sorted(out.rglob("*"), key=lambda p: len(p.parts)):
-            target = to / p.relative_to(out)
-            if p.is_dir():
-                target.mkdir(exist_ok=True)
-            else:
-                os.replace(p, target)
+        _assemble(src, m, fmt, stage, sampler)
+        _move_into(stage / "out", to)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if created:
@@ -109,12 +84,41 @@ def pull(root, ref: str, to: Path, fmt: str | None = None, force: bool = False,
     return to
 
 
-def fetch_preview(src, m: dict, out: Path) -> None:
-    from catalog.store import filesystem
+def _assemble(src: str, m: dict, fmt: str, stage: Path, sampler: Materialiser | None) -> None:
+    """Write the pulled version into ``stage/out``: data in ``fmt``, preview, manifest."""
+    stored = m.get("format", "npz")
+    out = stage / "out"
+    out.mkdir()
+    if m.get("virtual"):
+        images, labels = materialise(m, sampler)
+        formats.write(fmt, out, images, labels)
+        verify(src)  # the preview
+        if "preview.png" in m["files"]:
+            fs, path = filesystem(src)
+            fs.get_file(f"{path}/preview.png", str(out / "preview.png"))
+    elif fmt == stored:
+        fetch(src, out)
+    else:
+        fetch(src, stage / "src")
+        formats.write(fmt, out, *formats.read(stored, stage / "src"))
+        if (stage / "src" / "preview.png").exists():
+            shutil.copy2(stage / "src" / "preview.png", out / "preview.png")
+    same = fmt == stored and not m.get("virtual")
+    pulled = {**m, "format": fmt, "files": dict(m["files"]) if same else _local_files(out), "pulled_from": src}
+    if fmt != stored:
+        pulled["converted_from"] = stored
+    if m.get("virtual"):
+        pulled["virtual"], pulled["materialised"] = False, True
+    (out / MANIFEST).write_text(json.dumps(pulled, indent=2))  # fetch verified a copy; others hashed just now
 
-    if "preview.png" in m["files"]:
-        fs, path = filesystem(src)
-        fs.get_file(f"{path}/preview.png", str(out / "preview.png"))
+
+def _move_into(out: Path, to: Path) -> None:
+    for p in sorted(out.rglob("*"), key=lambda p: len(p.parts)):
+        target = to / p.relative_to(out)
+        if p.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            os.replace(p, target)
 
 
 def _same_pull(to: Path, m: dict, fmt: str) -> bool:

@@ -82,10 +82,11 @@ def root_page(root) -> str:
     return _doc("ganvirt catalog", body)
 
 
-def render(root) -> None:
-    """Rewrite every page under ``root`` (each file written whole, in one put)."""
+def render(root, name: str | None = None) -> None:
+    """Rewrite the page of dataset ``name`` (every dataset's when None) and the root page, each
+    file written whole, in one put."""
     fs, base = filesystem(root)
     fs.makedirs(base, exist_ok=True)
-    for name in names(root):
-        fs.pipe_file(f"{base}/{name}/index.html", dataset_page(root, name).encode())
+    for n in ([name] if name else names(root)):
+        fs.pipe_file(f"{base}/{n}/index.html", dataset_page(root, n).encode())
     fs.pipe_file(f"{base}/index.html", root_page(root).encode())

@@ -127,7 +127,7 @@ def publish(root, name: str, write: Callable[[Path], None], manifest: dict) -> s
         raise
     if not local:
         shutil.rmtree(staging, ignore_errors=True)
-    _refresh_pages(root)
+    _refresh_pages(root, name)
     return location(root, name, str(version))
 
 
@@ -153,13 +153,13 @@ def _claim(root, name: str) -> int:
     raise CatalogError(f"{location(root, name)}: could not claim a version number")
 
 
-def _refresh_pages(root) -> None:
-    """Regenerate the static catalog pages; a page that cannot be written never undoes a
-    publication (the next one rewrites it)."""
+def _refresh_pages(root, name: str) -> None:
+    """Regenerate the dataset's page and the root page; a page that cannot be written never
+    undoes a publication (the next one rewrites it)."""
     from catalog import page
 
     try:
-        page.render(root)
+        page.render(root, name)
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         print(f"ganvirt: warning: catalog page not updated ({exc})")
 

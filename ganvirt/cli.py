@@ -50,26 +50,21 @@ class _NoTraceback:
 
 def _console_without_tracebacks() -> None:
     """Keep tracebacks off the terminal: Prefect logs them to its console handler when a task
-    fails. Applied now and again once Prefect has configured logging (on its import)."""
+    fails. Idempotent; called again once Prefect has configured logging (on its import)."""
     import logging
 
-    def patch() -> None:
-        loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
-                                          if isinstance(lg, logging.Logger))]
-        for lg in loggers:
-            for h in lg.handlers:
-                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
-                        and not isinstance(h.formatter, _NoTraceback):
-                    h.setFormatter(_NoTraceback(h.formatter or logging.Formatter()))
-
-    patch()
-    _console_without_tracebacks.patch = patch
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for lg in loggers:
+        for h in lg.handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+                    and not isinstance(h.formatter, _NoTraceback):
+                h.setFormatter(_NoTraceback(h.formatter or logging.Formatter()))
 
 
 def _after_prefect_import(args: argparse.Namespace) -> None:
-    patch = getattr(_console_without_tracebacks, "patch", None)
-    if patch is not None and not args.debug:
-        patch()
+    if not args.debug:
+        _console_without_tracebacks()
 
 
 def one_line(exc: Exception) -> str:

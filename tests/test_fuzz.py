@@ -36,15 +36,20 @@ EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_siz
 CUT = st.one_of(st.none(), st.integers(0, 200))
 
 
-def check_idx(data: bytes) -> None:
+def read_or_refuse(filename: str, data: bytes, reader):
+    """``reader(path)`` of ``data`` saved as ``filename``; None when it refused with SourceError."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "x-images-idx3-ubyte"
+        path = Path(tmp) / filename
         path.write_bytes(data)
         try:
-            a = sources.read_idx(path)
+            return reader(path)
         except SourceError:
-            return
-        assert a.dtype == np.uint8 and a.size <= sources.MAX_IDX_BYTES
+            return None
+
+
+def check_idx(data: bytes) -> None:
+    a = read_or_refuse("x-images-idx3-ubyte", data, sources.read_idx)
+    assert a is None or (a.dtype == np.uint8 and a.size <= sources.MAX_IDX_BYTES)
 
 
 @FUZZ
@@ -79,14 +84,8 @@ VALID_NPZ = npz_bytes(images=np.zeros((6, 1, 4, 4), np.uint8), labels=np.arange(
 
 
 def check_npz(data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "x.npz"
-        path.write_bytes(data)
-        try:
-            raw = sources.read_npz(path)
-        except SourceError:
-            return
-        assert raw.images.dtype == np.uint8 and raw.images.ndim == 4
+    raw = read_or_refuse("x.npz", data, sources.read_npz)
+    assert raw is None or (raw.images.dtype == np.uint8 and raw.images.ndim == 4)
 
 
 @FUZZ
