@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 from datetime import datetime, timezone
@@ -93,6 +94,41 @@ def _local_files(folder: Path) -> dict[str, str]:
 
 # ---------------------------------------------------------------- publish
 
+def owner_tag() -> str:
+    """``<pid>~<host>~``: names a work folder after the process that owns it, so a later process
+    can tell a dead owner's leftovers (SIGKILL, power loss) from a live one's work."""
+    return f"{os.getpid()}~{socket.gethostname()}~"
+
+
+def sweep_orphans(folder: Path, prefix: str = "") -> list[Path]:
+    """Remove the work folders ``<prefix><owner_tag>…`` in ``folder`` whose owner process was on
+    this host and is gone; returns what was removed. Folders of live or remote owners stay."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    host = socket.gethostname()
+    for entry in folder.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        pid, _, rest = entry.name[len(prefix):].partition("~")
+        owner_host, sep, _ = rest.partition("~")
+        if not (sep and pid.isdigit() and owner_host == host) or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def publish(root, name: str, write: Callable[[Path], None], manifest: dict) -> str:
     """Write a new version of ``name``: ``write(folder)`` fills a local staging folder, then the
     files go to the store and the manifest (``name``, ``version``, ``created``, a sha256 per
@@ -102,7 +138,8 @@ def publish(root, name: str, write: Callable[[Path], None], manifest: dict) -> s
     base = Path(str(root)) / name if local else None
     if local:
         base.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))  # same file system: rename is atomic
+        sweep_orphans(base, ".tmp-")  # versions that publishers killed mid-write left behind
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{owner_tag()}", dir=base))  # same file system: rename is atomic
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a published version is for every reader
     else:
         staging = Path(tempfile.mkdtemp(prefix="ganvirt-publish-"))

@@ -8,6 +8,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.publication import publish_dataset, task_runner
+from ganvirt import locks
 from ganvirt.settings import check_name
 
 
@@ -23,4 +24,6 @@ class RepublishParams(BaseModel):
       task_runner=task_runner())
 def republish(p: RepublishParams = RepublishParams()) -> str:
     """Publish ``p.n`` images of the current champion as a new version of dataset ``p.name``."""
-    return publish_dataset(check_name(p.name), p.n, p.seed, fmt=p.format, virtual=p.virtual)
+    name = check_name(p.name)
+    with locks.held(f"name:{name}", log=print):  # not while a virtualize run moves the champion
+        return publish_dataset(name, p.n, p.seed, fmt=p.format, virtual=p.virtual)

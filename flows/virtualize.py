@@ -7,6 +7,7 @@ from prefect.runtime import flow_run
 
 from flows.params import VirtualizeParams, name_from_source
 from flows.publication import publish_dataset, task_runner
+from ganvirt import locks
 from ganvirt.settings import check_name
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
@@ -36,9 +37,10 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional,
                            p.train.device, p.train.width, evaluation, p.train.nproc)
     report = evaluate(checkpoint, snapshot, evaluation, gate)
-    version = register(checkpoint, report, name, gate)
-    folder = publish_dataset(name, p.publication.n, p.publication.seed, expected_version=version.version,
-                             fmt=p.publication.format, virtual=p.publication.virtual)
+    with locks.held(f"name:{name}", log=print):  # champion move and publication: one step per dataset
+        version = register(checkpoint, report, name, gate)
+        folder = publish_dataset(name, p.publication.n, p.publication.seed, expected_version=version.version,
+                                 fmt=p.publication.format, virtual=p.publication.virtual)
     return {"name": name, "metrics": report.metrics, "model": version.model,
             "version": version.version, "alias": "champion", "run_id": version.run_id,
             "dataset": folder}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganvirt import settings
+from ganvirt import locks, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +152,10 @@ def _add_run(sub) -> None:
     run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
                      help="label-conditional generator (default: when the source has labels)")
     run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
+    run.add_argument("--eval-samples", type=int, default=10_000,
+                     help="generated images scored against the real holdout (default 10000)")
+    run.add_argument("--classifier-steps", type=int, default=1_500,
+                     help="training steps of the feature extractor and the TSTR/TRTR classifiers (default 1500)")
     run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
     run.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE",
                      help="override a gate threshold, e.g. --gate min_tstr_accuracy=0.9 (fields: "
@@ -161,8 +165,9 @@ def _add_run(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.params import PublishParams, TrainParams, VirtualizeParams
+    from flows.params import EvalParams, PublishParams, TrainParams, VirtualizeParams
     from flows.virtualize import virtualize
+    from ganvirt import sources
     from ganvirt.gates import GatePolicy
 
     _after_prefect_import(args)
@@ -174,14 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(f"--gate {item!r}: expected FIELD=VALUE, e.g. min_tstr_accuracy=0.9")
         gate[field.strip()] = value.strip()
     p = VirtualizeParams(
-        source=args.source, name=args.name, holdout=args.holdout,
+        source=sources.hide_credentials(args.source), name=args.name, holdout=args.holdout,
         train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           loss=args.loss, device=args.device, probe_every=args.probe_every,
                           patience=args.patience, seed=args.seed, conditional=args.conditional,
                           checkpoint_every=args.checkpoint_every,
                           nproc=args.nproc),
+        evaluation=EvalParams(num_samples=args.eval_samples, classifier_steps=args.classifier_steps),
         gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())
+    locks.prepare_stores()
     state = virtualize(p, return_state=True)
     result = state.result()  # re-raises the failing task's exception
     print("\nmetrics:")
@@ -281,6 +288,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from flows.republish import RepublishParams, republish
 
     _after_prefect_import(args)
+    locks.prepare_stores()
     folder = republish(RepublishParams(name=settings.check_name(args.name), n=args.n, seed=args.seed,
                                        format=args.format, virtual=args.virtual))
     print(f"published {folder}")

@@ -54,7 +54,7 @@ def configure_environment() -> None:
     root = home()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".write-probe"
+        probe = root / f".write-probe-{os.getpid()}"  # one per process: concurrent runs share a home
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:

@@ -109,6 +109,25 @@ def redact(source: str) -> str:
     return ",".join(out)
 
 
+def hide_credentials(source: str) -> str:
+    """``source`` with its URL credentials replaced by ``***`` (see ``redact``), the original kept
+    in this process's environment for ``reveal``: flow-run parameters, which Prefect stores, then
+    never hold a secret. Sources without credentials come back unchanged."""
+    hidden = redact(source)
+    if hidden != source:
+        os.environ[_stash_key(hidden)] = source
+    return hidden
+
+
+def reveal(source: str) -> str:
+    """The original of a ``hide_credentials`` result (in the same process), else ``source``."""
+    return os.environ.get(_stash_key(source), source) if "***" in source else source
+
+
+def _stash_key(hidden: str) -> str:
+    return "GANVIRT_SOURCE_" + hashlib.sha256(hidden.encode()).hexdigest()[:16].upper()
+
+
 def is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
 
@@ -124,7 +143,11 @@ def fetch(url: str, downloads: Path, timeout: float = 30.0) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+        request = urllib.request.Request(url)
+        token = os.environ.get("GANVIRT_HTTP_TOKEN", "").strip()  # credentials from the environment
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=timeout) as resp, open(tmp, "wb") as out:
             shutil.copyfileobj(resp, out)
     except urllib.error.HTTPError as exc:
         tmp.unlink(missing_ok=True)

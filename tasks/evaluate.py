@@ -14,11 +14,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from gan import checkpoint
 from gan.evaluate import EvalConfig, score
+from ganvirt import locks, settings
 from ganvirt import report as reporting
-from ganvirt import settings
 from ganvirt.gates import GatePolicy
 from ganvirt.snapshots import Snapshot
-from tasks.features import extractor_for, register_extractor
+from tasks.features import extractor_folder, extractor_for, register_extractor
 from tasks.tracking import in_prefect_run, run_logger
 from tasks.train import CheckpointRef
 
@@ -35,8 +35,10 @@ def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: Gat
     """Compute every metric, judge it against the gates (verdicts only: ``register`` acts on
     them), and log report.json, report.md and plots to the run and to Prefect."""
     logger = run_logger()
-    extractor, digest, trtr, cached = extractor_for(snapshot, cfg)
-    features_version = register_extractor(ckpt.name, snapshot, cfg, digest)
+    # one process trains and registers a snapshot's extractor; concurrent runs wait and reuse it
+    with locks.held(f"extractor:{extractor_folder(snapshot, cfg).name}", log=logger.info):
+        extractor, digest, trtr, cached = extractor_for(snapshot, cfg)
+        features_version = register_extractor(ckpt.name, snapshot, cfg, digest)
     logger.info("%s feature extractor %s (models:/%s-features/%s)", "reusing cached" if cached else "trained",
                 digest[:16], ckpt.name, features_version)
     G = checkpoint.load_generator(ckpt.path)

@@ -13,12 +13,11 @@ from mlflow.pyfunc import PythonModel
 
 class ExtractorModel(PythonModel):
     def load_context(self, context):
-        import torch
-
+        from gan.checkpoint import load_weights
         from gan.features import SmallCNN
 
         meta = json.loads(open(context.artifacts["meta"]).read())
-        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
+        state, _ = load_weights(context.artifacts["weights"])  # a pickle-free .npz
         self.model = SmallCNN(meta["channels"], meta["outputs"], meta["feature_dim"])
         self.model.load_state_dict(state)
         self.model.eval().requires_grad_(False)

@@ -14,6 +14,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 import gan
+from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor
 from gan.features import FLIPS, SmallCNN, state_hash
 from ganvirt import settings
@@ -64,11 +65,15 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, digest: s
         return str(found[0].version)
     folder = extractor_folder(snapshot, cfg)
     c_, h, w = snapshot.shape
+    model = SmallCNN(c_, meta_outputs(folder), cfg.classifier.feature_dim)
+    model.load_state_dict(torch.load(folder / "extractor.pt", weights_only=True))
+    weights = folder / "extractor.npz"  # what consumers download: arrays only, no pickle
+    checkpoint.save_weights(weights, model.state_dict(), {"hash": digest})
     with mlflow.start_run(experiment_id=experiment_id(name), run_name=f"features · {digest[:12]}"):
         mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "features", "ganvirt.extractor_hash": digest})
         info = mlflow.pyfunc.log_model(
             name="extractor", python_model=str(Path(__file__).with_name("extractor_model.py")),
-            artifacts={"weights": str(folder / "extractor.pt"), "meta": str(folder / "meta.json")},
+            artifacts={"weights": str(weights), "meta": str(folder / "meta.json")},
             code_paths=[str(Path(gan.__file__).parent)],
             signature=ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, c_, h, w))]),
                                      outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, cfg.classifier.feature_dim))])),
@@ -76,6 +81,10 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, digest: s
     mv = mlflow.register_model(info.model_uri, registered, tags={"extractor_hash": digest,
                                                                    "snapshot": snapshot.fingerprint})
     return str(mv.version)
+
+
+def meta_outputs(folder: Path) -> int:
+    return json.loads((folder / "meta.json").read_text())["outputs"]
 
 
 def _atomic_write(path: Path, write) -> None:

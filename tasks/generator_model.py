@@ -15,7 +15,8 @@ class GeneratorModel(PythonModel):
     def load_context(self, context):
         from gan.checkpoint import load_generator
 
-        self.G = load_generator(context.artifacts["checkpoint"])
+        # a pickle-free weights file (.npz); versions registered before it carry a checkpoint
+        self.G = load_generator(context.artifacts.get("generator") or context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
         from gan.sampling import sample_seeds

@@ -15,6 +15,7 @@ def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0, mi
     """Read ``source`` and return its snapshot; the same content is never written twice.
     ``min_classes`` (2 for a conditional run) is checked before anything is written."""
     logger = run_logger()
+    source = sources.reveal(source)  # the CLI passes credentials around Prefect's parameters
     label = sources.redact(source)  # what is logged and recorded: no credentials from URLs
     root = settings.snapshot_root()
     key = sources.content_key(source)

@@ -19,6 +19,7 @@ from prefect import runtime, task
 
 import catalog
 from catalog import formats
+from catalog.store import owner_tag, sweep_orphans
 from gan.sampling import balanced_labels, sample_seeds
 from ganvirt import report as reporting
 from ganvirt import settings
@@ -99,7 +100,10 @@ def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None
     if expected_version is not None and str(mv.version) != expected_version:
         raise RuntimeError(f"{mv.name}: champion is version {mv.version}, not {expected_version}; "
                            "another run moved it, refusing to publish a stale version")
-    staging = settings.home() / "staging" / f"{name}-{uuid.uuid4().hex[:12]}"
+    swept = sweep_orphans(settings.home() / "staging")  # shards of killed publications
+    if swept:
+        run_logger().info("removed %d staging folder(s) of publications killed earlier", len(swept))
+    staging = settings.home() / "staging" / f"{owner_tag()}{name}-{uuid.uuid4().hex[:12]}"
     return Plan(name, mv.name, str(mv.version), n, seed, shard_size, str(staging),
                 str(runtime.flow_run.id or ""), formats.check_format(fmt), virtual)
 

@@ -13,6 +13,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from prefect import task
 
 import gan
+from gan import checkpoint
 from gan.models import ModelConfig
 from ganvirt import settings
 from ganvirt.gates import GateFailed, GatePolicy
@@ -53,10 +54,11 @@ def register(ckpt: CheckpointRef, report: Report, name: str, gate: GatePolicy) -
     mlflow.set_tracking_uri(settings.tracking_uri())
     model = ModelConfig(**ckpt.model)
     registered = model_name(name)
+    weights = checkpoint.export_generator(ckpt.path, Path(ckpt.path).with_name("generator.npz"))  # no pickle
     with mlflow.start_run(run_id=ckpt.run_id):
         info = mlflow.pyfunc.log_model(
             name="generator", python_model=str(MODEL_CODE),
-            artifacts={"checkpoint": ckpt.path}, code_paths=[str(Path(gan.__file__).parent)],
+            artifacts={"generator": str(weights)}, code_paths=[str(Path(gan.__file__).parent)],
             signature=signature(model), input_example=example_input(model),
             pip_requirements=REQUIREMENTS)
     verdicts = gate.thresholds(report.metrics, model.conditional)

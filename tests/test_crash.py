@@ -7,6 +7,7 @@
 - after every kill the MLflow SQLite store and the catalog stay readable.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -75,8 +76,17 @@ def registry(home: Path):
             " for v in c.search_model_versions(f\"name='{m.name}'\")])))")
     out = subprocess.run([sys.executable, "-c", code], env=env_for(home), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]  # the SQLite store opens and answers
-    import json
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
+
+def registry_detail(home: Path) -> dict:
+    """{model name: {"versions": {version: tags}, "aliases": {alias: version}}} read in a fresh process."""
+    code = ("import mlflow, json; from ganvirt import settings; c = mlflow.MlflowClient(settings.tracking_uri());"
+            "print(json.dumps({m.name: {'aliases': {a: str(v) for a, v in m.aliases.items()}, 'versions': "
+            "{str(v.version): v.tags for v in c.search_model_versions(f\"name='{m.name}'\")}} "
+            "for m in c.search_registered_models()}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env_for(home), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -103,6 +113,27 @@ def test_kill_during_evaluation_registers_nothing(tmp_path):
     assert ("crash-generator", "1", ["candidate", "champion"]) in [tuple(r) for r in registry(home)]
 
 
+def test_kill_during_registration_leaves_no_champion_on_an_unregistered_model(tmp_path):
+    """Killed once the generator's MLflow model files are written, before or while it is
+    registered and its aliases move: every alias names a registered, evaluated version, and the
+    rerun registers and publishes a complete one."""
+    home = tmp_path / "home"
+    args = [*RUN[:6], "300", *RUN[7:]]
+    kill_when(home, args, lambda: any((home / "mlartifacts").rglob("generator_model.py")))
+    for model, info in registry_detail(home).items():  # every alias names an evaluated version
+        for alias, version in info["aliases"].items():
+            assert "fid_like" in info["versions"][version], (model, alias, version)
+            assert alias != "champion" or info["versions"][version]["gates"] == "passed"
+    assert catalog.names(home / "catalog") == []
+    out = ganvirt(home, *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [tuple(r) for r in registry(home) if r[0] == "crash-generator"]
+    champion = [v for _, v, aliases in rows if "champion" in aliases]
+    assert len(champion) == 1
+    m = catalog.verify(catalog.resolve(home / "catalog", "crash", 1))
+    assert m["generator"]["version"] == champion[0]
+
+
 def test_kill_during_publication_leaves_no_partial_version(tmp_path):
     home = tmp_path / "home"
     out = ganvirt(home, *RUN[:6], "300", *RUN[7:])
@@ -118,3 +149,4 @@ def test_kill_during_publication_leaves_no_partial_version(tmp_path):
     assert catalog.versions_of(root, "crash") == [1, 2]
     assert catalog.verify(catalog.resolve(root, "crash", 2))["shape"][0] == 500
     assert registry(home)  # still readable
+    assert not any(staging.iterdir())  # the killed publication's shards were swept by the rerun

@@ -260,3 +260,50 @@ def test_catalog_page_renders_in_chromium(published):
     m = catalog.manifest(catalog.resolve(root, "e2e", 1))
     assert "e2e@1" in page and f"{m['metrics']['tstr_accuracy']:.4g}" in page
     assert 'src="1/preview.png"' in page and 'data-loaded="yes"' in page
+
+
+def pickled(path) -> bool:
+    """A pickle stream (protocol 2+), or a zip (npz, torch) with a pickle member or object array."""
+    import io
+    import zipfile
+
+    def stream(head: bytes) -> bool:
+        return len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+    if stream(path.read_bytes()[:2]):
+        return True
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                data = z.read(member)
+                if member.endswith((".pkl", ".pickle")) or stream(data[:2]):
+                    return True
+                if member.endswith(".npy"):
+                    try:
+                        np.load(io.BytesIO(data), allow_pickle=False)
+                    except ValueError:  # an object array: only loadable by unpickling
+                        return True
+    return False
+
+
+def test_what_consumers_download_holds_no_pickle(published, tmp_path):
+    """The registered generator and feature extractor as a consumer downloads them, and every
+    catalog file: no pickle stream, no zip member that is one, no object array."""
+    from pathlib import Path
+
+    from mlflow.artifacts import download_artifacts
+
+    files = []
+    for uri in ("models:/e2e-generator@champion", "models:/e2e-features/1"):
+        dst = download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / uri.split("/")[1].split("@")[0]))
+        files += [p for p in Path(dst).rglob("*") if p.is_file()]
+    files += [p for p in (settings.home() / "catalog").rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"generator.npz", "extractor.npz", "data.npz", "manifest.json", "MLmodel"} <= names
+    assert [p for p in files if pickled(p)] == []
+    # the check itself sees pickles: a torch checkpoint (a zip around data.pkl) is one
+    torch_file = tmp_path / "t.pt"
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, torch_file)
+    assert pickled(torch_file)

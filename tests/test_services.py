@@ -48,6 +48,24 @@ def wait_for(fn, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def listening(port: int) -> set[str]:
+    """The local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.rsplit(":", 1)
+                if state == "0A" and int(port_hex, 16) == port:
+                    raw = bytes.fromhex(address)
+                    if len(raw) == 4:
+                        found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                    else:  # IPv6: four little-endian 32-bit words
+                        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found
+
+
 def test_up_serves_deployments_and_runs_them(tmp_path):
     chromium()  # the browser checks below need it: skip early rather than after the servers
     pp, mp = free_port(), free_port()
@@ -63,6 +81,8 @@ def test_up_serves_deployments_and_runs_them(tmp_path):
             call(f"{api}/deployments/filter", {})) == 2 else None, 240, "two deployments")
         names = {d["name"] for d in deployments}
         assert names == {"scheduled", "on-demand"}
+        # both servers listen on the loopback interface only
+        assert listening(pp) == {"127.0.0.1"} and wait_for(lambda: listening(mp), 120, "MLflow") == {"127.0.0.1"}
         dep = next(d for d in deployments if d["name"] == "scheduled")
         params = {"p": {"source": "digits", "name": "served",
                         "train": {"steps": 300, "batch_size": 64},
