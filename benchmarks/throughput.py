@@ -38,11 +38,12 @@ MODELS = {
 }
 
 
-def matmul_peak(device: torch.device, seconds: float = 1.0) -> tuple[float, str]:
-    """Best GFLOP/s over a few square sizes (fp32 on CPU, bf16 on CUDA)."""
+def matmul_peak(device: torch.device, seconds: float = 1.0, sizes: tuple[int, ...] | None = None) -> tuple[float, str, int]:
+    """(best GFLOP/s, dtype, the size that gave it) over a few square sizes (fp32 on CPU, bf16
+    on CUDA)."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    best = 0.0
-    for n in ((1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)):
+    best, best_n = 0.0, 0
+    for n in sizes or ((1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)):
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         a @ b
         sync(device)
@@ -54,8 +55,10 @@ def matmul_peak(device: torch.device, seconds: float = 1.0) -> tuple[float, str]
                 continue
             sync(device)
         sync(device)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
-    return best, str(dtype).replace("torch.", "")
+        rate = 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+        if rate > best:
+            best, best_n = rate, n
+    return best, str(dtype).replace("torch.", ""), best_n
 
 
 class Baseline:
@@ -98,6 +101,15 @@ def flops_per_image(model: ModelConfig, images, labels, batch: int, device) -> f
     return counter.get_total_flops() / batch
 
 
+def our_flops_per_image(model: ModelConfig, images, labels, batch: int, device) -> float:
+    """FLOPs per image of one step of ``gan.train.train`` (its own algorithm: one D pass over
+    real and fake, no D weight gradients in the G step), counted the same way."""
+    cfg = TrainConfig(steps=1, batch_size=batch, grid_every=0, checkpoint_every=0, log_every=1)
+    with FlopCounterMode(display=False) as counter:
+        train(cfg, model, images, labels, device=device)
+    return counter.get_total_flops() / batch
+
+
 WINDOW_S = 0.5  # seconds per timed window, about; both loops are timed in windows of the same steps
 
 
@@ -130,18 +142,21 @@ def time_ours(model, images, labels, batch, device, windows, steps) -> list[floa
     return [steps * batch / (b - a) for a, b in zip(stamps, stamps[1:])]  # the first window warms up
 
 
-def measure(model, images, labels, batch, device, seconds: float, rounds: int = 3) -> tuple[float, float]:
-    """Median images/s of (ours, baseline), interleaved in ``rounds`` so that a slow phase of
-    the machine hits both alike."""
+def measure(model, images, labels, batch, device, seconds: float, peak_n: int,
+            rounds: int = 3) -> tuple[float, float, float]:
+    """Median images/s of (ours, baseline) and median matmul peak (GFLOP/s, square size
+    ``peak_n``), interleaved in ``rounds`` so that a slow phase of the machine (its speed
+    drifts by up to 2× over minutes) hits all three alike."""
     b = Baseline(model, images, labels, batch, device)
     warm = time_baseline(b, 2, 3)[-1]
     steps = max(3, min(100, round(WINDOW_S * warm / batch)))
     windows = max(2, round(seconds / WINDOW_S / rounds))
-    ours, base = [], []
+    ours, base, peaks = [], [], []
     for _ in range(rounds):
         base += time_baseline(b, windows, steps)
+        peaks.append(matmul_peak(device, 0.3, (peak_n,))[0])
         ours += time_ours(model, images, labels, batch, device, windows, steps)
-    return statistics.median(ours), statistics.median(base)
+    return statistics.median(ours), statistics.median(base), statistics.median(peaks)
 
 
 def sampling_rates(model: ModelConfig, device, n: int = 10_000) -> tuple[float, float]:
@@ -172,8 +187,8 @@ def main() -> None:
     ap.add_argument("--models", default="mlp,dcgan")
     args = ap.parse_args()
     device = torch.device(args.device)
-    peak, dtype = matmul_peak(device)
-    figures = [figure("matmul_peak", peak, f"GFLOP/s ({dtype})")]
+    peak, dtype, peak_n = matmul_peak(device)
+    figures = [figure("matmul_peak", peak, f"GFLOP/s ({dtype}, {peak_n}x{peak_n}, at the start)")]
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (8000, 1, 28, 28), generator=g, dtype=torch.uint8).to(device)
     labels = torch.randint(0, 10, (8000,), generator=g).to(device)
@@ -182,9 +197,11 @@ def main() -> None:
         y = labels if model.conditional else None
         for batch in (int(b) for b in args.batches.split(",")):
             per_image = flops_per_image(model, images, y, batch, device)
-            ours, base = measure(model, images, y, batch, device, args.seconds)
+            own_per_image = our_flops_per_image(model, images, y, batch, device)
+            ours, base, peak = measure(model, images, y, batch, device, args.seconds, peak_n)
             tag = f"{name}.b{batch}"
             figures += [
+                figure(f"{tag}.matmul_peak", peak, f"GFLOP/s ({dtype}, {peak_n}x{peak_n}, between the timed windows)"),
                 figure(f"{tag}.train_images_per_s", ours, "images/s", baseline=base,
                        **({"target": 1.5 * base, "higher_is_better": True} if name == "mlp" and batch == 128 else {})),
                 figure(f"{tag}.gflop_per_image", per_image / 1e9, "GFLOP (baseline step, fwd+bwd)"),
@@ -193,9 +210,13 @@ def main() -> None:
                 figure(f"{tag}.fraction_of_peak", ours * per_image / 1e9 / peak, "fraction",
                        baseline=base * per_image / 1e9 / peak,
                        **({"target": 0.5, "higher_is_better": True} if name == "mlp" and batch == 128 else {})),
+                figure(f"{tag}.own_gflop_per_image", own_per_image / 1e9, "GFLOP (our step's own work)"),
+                figure(f"{tag}.own_fraction_of_peak", ours * own_per_image / 1e9 / peak,
+                       "fraction (our step's own work per second / peak)"),
             ]
-            print(f"{tag}: ours {ours:,.0f} img/s, baseline {base:,.0f} img/s, "
-                  f"{ours * per_image / 1e9 / peak:.0%} of peak {peak:.0f} GFLOP/s", flush=True)
+            print(f"{tag}: ours {ours:,.0f} img/s, baseline {base:,.0f} img/s ({ours / base:.2f}x), "
+                  f"{ours * per_image / 1e9 / peak:.0%} of peak {peak:.0f} GFLOP/s by the baseline's work, "
+                  f"{ours * own_per_image / 1e9 / peak:.0%} by our own", flush=True)
         ours_s, plain_s = sampling_rates(model, device)
         figures.append(figure(f"{name}.sampling_images_per_s", ours_s, "images/s (uint8, per-seed noise)",
                               baseline=plain_s))

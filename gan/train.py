@@ -23,10 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan import checkpoint
+from gan.mlp_step import MLPStep
 from gan.models import ModelConfig, build
 from gan.sampling import grid, sample
 
 LOSSES = ("bce", "hinge")
+# the seed MLP on the CPU trains with the hand-written step (gan/mlp_step.py); False: autograd
+HANDWRITTEN_MLP = True
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class _Run:
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = _adam(self.G, cfg, device)
         self.opt_d = _adam(self.D, cfg, device)
+        self.handwritten: MLPStep | None = None
         # batches and noise are drawn where they are used: no host-to-device copy per step on
         # CUDA (there the stream is not the CPU's, so CPU reproducibility is what is promised)
         self.rng = torch.Generator(device if device.type == "cuda" else "cpu")
@@ -212,6 +216,8 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     elif checkpoint_path is not None:
         _save(run, cfg, model, checkpoint_path)  # step 0: a run always has a good checkpoint
     batch = cfg.batch_size // run.size  # each rank's shard of a step's batch
+    if HANDWRITTEN_MLP and model.kind == "mlp" and device.type == "cpu":
+        run.handwritten = MLPStep(run.G, run.D, batch, cfg.loss)
     x_all = images.to(device)                                   # uint8 (N, C, H, W), on device
     y_all = labels.to(device) if model.conditional else None    # (N,)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
@@ -238,12 +244,20 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score)
 
 
-def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
-    """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
+def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device):
+    """A step's real images (B, C, H, W) in [0, 1], their labels (B,) or None, and noise."""
     idx = torch.randint(len(x_all), (batch,), generator=run.rng, device=run.rng.device).to(device)
     real = x_all.index_select(0, idx).float().div_(255.0)       # (B, C, H, W) in [0, 1]
     y = y_all.index_select(0, idx) if y_all is not None else None  # (B,)
     z = torch.randn(batch, model.z_dim, generator=run.rng, device=run.rng.device).to(device)
+    return real, y, z
+
+
+def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
+    """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
+    real, y, z = _batch(run, batch, model, x_all, y_all, device)
+    if run.handwritten is not None:  # the seed MLP on the CPU: the same step without autograd
+        return run.handwritten.step(real.flatten(1), y, z, run.opt_d, run.opt_g, _all_mean)
 
     fake = run.G(z, y)
     # discriminator: one pass over real and fake together (D has no batch statistics)

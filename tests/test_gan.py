@@ -210,3 +210,28 @@ def test_dcgan_trains_and_samples_independently_of_batch(loss):
 def test_unknown_loss():
     with pytest.raises(ValueError, match=r"unknown loss 'wgan'; choose from \['bce', 'hinge'\]"):
         train(TrainConfig(loss="wgan"), ModelConfig(height=8, width=8), *toy_data())
+
+
+@pytest.mark.parametrize("classes", [0, 10])
+@pytest.mark.parametrize("loss", ["bce", "hinge"])
+def test_handwritten_mlp_step_matches_autograd(classes, loss):
+    """gan/mlp_step.py does autograd's arithmetic: from the same state and batch, the same
+    losses and D outputs and the same gradients of every parameter. (A tiny learning rate: Adam's
+    first update is ±lr whatever the gradient's size, so rounding-level differences in
+    near-zero gradients would move weights by lr and the G loss with them.)"""
+    from gan.mlp_step import MLPStep
+    from gan.train import _Run, _step
+
+    model = ModelConfig(kind="mlp", channels=1, height=28, width=28, num_classes=classes)
+    cfg = TrainConfig(batch_size=64, steps=1, loss=loss, seed=3, lr=1e-9)
+    x_all = torch.randint(0, 256, (500, 1, 28, 28), dtype=torch.uint8)
+    y_all = torch.randint(0, 10, (500,)) if classes else None
+    runs = [_Run(cfg, model, torch.device("cpu")) for _ in range(2)]
+    runs[1].handwritten = MLPStep(runs[1].G, runs[1].D, 64, loss)
+    stats = [_step(r, loss, 64, model, x_all, y_all, "cpu") for r in runs]
+    torch.testing.assert_close(stats[0], stats[1], rtol=1e-5, atol=1e-6)
+    for net in ("G", "D"):
+        for (name, p), q in zip(getattr(runs[0], net).named_parameters(), getattr(runs[1], net).parameters()):
+            scale = p.grad.abs().max().item() + 1e-12
+            assert (p.grad - q.grad).abs().max().item() <= 1e-5 * scale, f"{net}.{name}"
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
