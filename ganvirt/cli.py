@@ -166,11 +166,8 @@ def _add_run(sub) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.params import EvalParams, PublishParams, TrainParams, VirtualizeParams
-    from flows.virtualize import virtualize
     from ganvirt import sources
     from ganvirt.gates import GatePolicy
-
-    _after_prefect_import(args)
 
     gate = {}
     for item in args.gate:
@@ -188,7 +185,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         evaluation=EvalParams(num_samples=args.eval_samples, classifier_steps=args.classifier_steps),
         gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())
-    locks.prepare_stores()
+    # arguments are valid: start the stores while the flow's modules load
+    stores = locks.prepare_stores_in_background()
+    from flows.virtualize import virtualize
+
+    _after_prefect_import(args)
+    stores.result()
     state = virtualize(p, return_state=True)
     result = state.result()  # re-raises the failing task's exception
     print("\nmetrics:")
@@ -285,12 +287,14 @@ def _registry_sampler(materialise):
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    name = settings.check_name(args.name)
+    stores = locks.prepare_stores_in_background()
     from flows.republish import RepublishParams, republish
 
     _after_prefect_import(args)
-    locks.prepare_stores()
-    folder = republish(RepublishParams(name=settings.check_name(args.name), n=args.n, seed=args.seed,
-                                       format=args.format, virtual=args.virtual))
+    params = RepublishParams(name=name, n=args.n, seed=args.seed, format=args.format, virtual=args.virtual)
+    stores.result()
+    folder = republish(params)
     print(f"published {folder}")
     return 0
 

@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,28 +53,42 @@ def held(key: str, log=None) -> Iterator[None]:
 
 
 def prepare_stores() -> None:
-    """Create or migrate the embedded stores once, under the ``stores`` lock: MLflow's SQLite
-    schema and, in Prefect's ephemeral mode, its database. Concurrent first runs on a fresh home
-    would otherwise race to create the same tables. No-op for servers and for stores already
-    prepared by these versions of MLflow and Prefect."""
+    """Make the embedded stores ready for a flow: create or migrate MLflow's SQLite schema and,
+    in Prefect's ephemeral mode, start this process's temporary server (which migrates its
+    database). The first preparation of a home happens once, under the ``stores`` lock:
+    concurrent first runs on a fresh home would otherwise race to create the same tables.
+    Nothing to do against servers."""
     from importlib.metadata import version
 
     marks = []
-    uri = settings.tracking_uri()
-    if uri.startswith("sqlite:"):
-        marks.append(("mlflow", settings.home() / f".stores-mlflow-{version('mlflow')}", _init_mlflow))
+    if settings.tracking_uri().startswith("sqlite:"):
+        marks.append((settings.home() / f".stores-mlflow-{version('mlflow')}", _init_mlflow))
     if not os.environ.get("PREFECT_API_URL"):
         prefect_home = Path(os.environ.get("PREFECT_HOME", settings.home() / "prefect"))
-        marks.append(("prefect", prefect_home / f".stores-prefect-{version('prefect')}", _start_prefect))
-    todo = [m for m in marks if not m[1].exists()]
-    if not todo:
-        return
-    with held("stores"):
-        for _, mark, init in todo:
-            if not mark.exists():
-                init()
+        marks.append((prefect_home / f".stores-prefect-{version('prefect')}", _start_prefect))
+    if any(not mark.exists() for mark, _ in marks):
+        with held("stores"):
+            todo = [(mark, init) for mark, init in marks if not mark.exists()]
+            # side by side: Prefect migrates in its server's process, MLflow in this one
+            with ThreadPoolExecutor(len(todo) or 1) as pool:
+                for future in [pool.submit(init) for _, init in todo]:
+                    future.result()
+            for mark, _ in todo:
                 mark.parent.mkdir(parents=True, exist_ok=True)
                 mark.write_text("prepared\n")
+    if marks and marks[-1][1] is _start_prefect and not _server_started:
+        _start_prefect()  # the flow run reuses it: started here, it overlaps the caller's imports
+
+
+def prepare_stores_in_background() -> Future:
+    """``prepare_stores`` in a worker thread: the temporary Prefect server (a subprocess)
+    starts while the caller imports torch, MLflow and the flows. ``.result()`` before the flow."""
+    import prefect.client.orchestration  # noqa: F401  imported here, so that the worker imports nothing heavy
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="ganvirt-stores")
+    future = pool.submit(prepare_stores)
+    pool.shutdown(wait=False)
+    return future
 
 
 def _init_mlflow() -> None:
@@ -82,12 +97,17 @@ def _init_mlflow() -> None:
     SqlAlchemyStore(settings.tracking_uri(), settings.artifact_root().as_uri())
 
 
+_server_started = False
+
+
 def _start_prefect() -> None:
     """Start this process's ephemeral Prefect server (it migrates the database); the flow run
     that follows reuses the running server."""
+    global _server_started
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as c:
         failure = c.api_healthcheck()
     if failure is not None:
         raise RuntimeError(f"Prefect's ephemeral server did not start: {failure}")
+    _server_started = True
