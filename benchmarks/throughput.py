@@ -7,8 +7,9 @@ architecture (``gan.models.build``) trained by the loop anyone would write first
 D's weight gradients computed in the G step, default Adam, a ``.item()`` per step). Work is
 counted once, by ``torch.utils.flop_counter`` over one baseline step, and the same FLOPs per
 image are credited to both loops: "achieved GFLOP/s" is the baseline algorithm's work per
-second, so skipping work counts as speed. The peak is the best fp32 (bf16 on CUDA) square
-matmul rate measured at the start of the run.
+second, so skipping work counts as speed; our own step's FLOPs are reported beside it. The
+peak is the best fp32 (bf16 on CUDA) square matmul rate, measured at the start and again
+between the timed windows of each comparison (the fraction of peak uses the latter).
 
     .venv/bin/python benchmarks/throughput.py [--device cuda] [--seconds 4] [--batches 128,512]
 
@@ -43,7 +44,10 @@ def matmul_peak(device: torch.device, seconds: float = 1.0, sizes: tuple[int, ..
     on CUDA)."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     best, best_n = 0.0, 0
-    for n in sizes or ((1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)):
+    # not 4096 on the CPU: after a 4096² fp32 matmul (64 MB operands) this process trained the
+    # small models about 40% slower for the rest of its life, both loops alike (measured with
+    # torch 2.13 on this machine); 1024 and 2048 reach the same peak and leave no trace
+    for n in sizes or ((1024, 2048) if device.type == "cpu" else (4096, 8192)):
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         a @ b
         sync(device)
@@ -143,20 +147,23 @@ def time_ours(model, images, labels, batch, device, windows, steps) -> list[floa
 
 
 def measure(model, images, labels, batch, device, seconds: float, peak_n: int,
-            rounds: int = 3) -> tuple[float, float, float]:
-    """Median images/s of (ours, baseline) and median matmul peak (GFLOP/s, square size
-    ``peak_n``), interleaved in ``rounds`` so that a slow phase of the machine (its speed
-    drifts by up to 2× over minutes) hits all three alike."""
+            rounds: int = 8) -> tuple[float, float, float, float]:
+    """(median images/s of ours, of the baseline, median matmul peak in GFLOP/s at square size
+    ``peak_n``, median of the per-round ratios ours/baseline). This machine switches between a
+    fast and a slow phase (about 1.6× apart) every few minutes: each round times one baseline
+    window, the peak and one window of ours back to back, so a round's ratio compares like
+    with like, and the median ratio is the figure to trust."""
     b = Baseline(model, images, labels, batch, device)
     warm = time_baseline(b, 2, 3)[-1]
     steps = max(3, min(100, round(WINDOW_S * warm / batch)))
-    windows = max(2, round(seconds / WINDOW_S / rounds))
+    rounds = max(rounds, round(seconds / WINDOW_S / 2))
     ours, base, peaks = [], [], []
     for _ in range(rounds):
-        base += time_baseline(b, windows, steps)
+        base += time_baseline(b, 1, steps)
         peaks.append(matmul_peak(device, 0.3, (peak_n,))[0])
-        ours += time_ours(model, images, labels, batch, device, windows, steps)
-    return statistics.median(ours), statistics.median(base), statistics.median(peaks)
+        ours += time_ours(model, images, labels, batch, device, 1, steps)
+    ratios = [o / b_ for o, b_ in zip(ours, base)]
+    return statistics.median(ours), statistics.median(base), statistics.median(peaks), statistics.median(ratios)
 
 
 def sampling_rates(model: ModelConfig, device, n: int = 10_000) -> tuple[float, float]:
@@ -198,12 +205,13 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             per_image = flops_per_image(model, images, y, batch, device)
             own_per_image = our_flops_per_image(model, images, y, batch, device)
-            ours, base, peak = measure(model, images, y, batch, device, args.seconds, peak_n)
+            ours, base, peak, ratio = measure(model, images, y, batch, device, args.seconds, peak_n)
             tag = f"{name}.b{batch}"
             figures += [
                 figure(f"{tag}.matmul_peak", peak, f"GFLOP/s ({dtype}, {peak_n}x{peak_n}, between the timed windows)"),
-                figure(f"{tag}.train_images_per_s", ours, "images/s", baseline=base,
-                       **({"target": 1.5 * base, "higher_is_better": True} if name == "mlp" and batch == 128 else {})),
+                figure(f"{tag}.train_images_per_s", ours, "images/s (median of the rounds)", baseline=base),
+                figure(f"{tag}.speedup_paired", ratio, "x (median over rounds of ours / baseline in the same round)",
+                       **({"target": 1.5, "higher_is_better": True} if name == "mlp" and batch == 128 else {})),
                 figure(f"{tag}.gflop_per_image", per_image / 1e9, "GFLOP (baseline step, fwd+bwd)"),
                 figure(f"{tag}.achieved_gflops", ours * per_image / 1e9, "GFLOP/s",
                        baseline=base * per_image / 1e9),
@@ -214,7 +222,7 @@ def main() -> None:
                 figure(f"{tag}.own_fraction_of_peak", ours * own_per_image / 1e9 / peak,
                        "fraction (our step's own work per second / peak)"),
             ]
-            print(f"{tag}: ours {ours:,.0f} img/s, baseline {base:,.0f} img/s ({ours / base:.2f}x), "
+            print(f"{tag}: ours {ours:,.0f} img/s, baseline {base:,.0f} img/s (paired {ratio:.2f}x), "
                   f"{ours * per_image / 1e9 / peak:.0%} of peak {peak:.0f} GFLOP/s by the baseline's work, "
                   f"{ours * own_per_image / 1e9 / peak:.0%} by our own", flush=True)
         ours_s, plain_s = sampling_rates(model, device)
