@@ -7,12 +7,22 @@ import numpy as np
 BLOCK = 2048  # rows per block: a (BLOCK, n) float64 distance block
 
 
-def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)); clipped at 0 against rounding."""
+def squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (len(a), len(b)), clipped at 0 against rounding."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.sqrt(np.clip(sq, 0, None))
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :]
+    sq -= 2 * (a @ b.T)
+    return np.maximum(sq, 0, out=sq)
 
+
+def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (len(a), len(b))."""
+    return np.sqrt(squared(a, b))
+
+
+# Order statistics are taken on squared distances and only the chosen ones are square-rooted:
+# sqrt is monotone and correctly rounded, so the results are the same numbers, for a fraction
+# of the square roots.
 
 def kth_neighbour_within(x: np.ndarray, k: int) -> np.ndarray:
     """Distance from each row of x to its k-th nearest *other* row of x."""
@@ -20,14 +30,22 @@ def kth_neighbour_within(x: np.ndarray, k: int) -> np.ndarray:
         raise ValueError(f"need more than k={k} rows, got {len(x)}")
     out = np.empty(len(x))
     for s in range(0, len(x), BLOCK):
-        d = pairwise(x[s:s + BLOCK], x)
+        d = squared(x[s:s + BLOCK], x)
         out[s:s + BLOCK] = np.partition(d, k, axis=1)[:, k]  # index 0 is the row itself (0)
-    return out
+    return np.sqrt(out)
 
 
 def nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance from each row of a to its nearest row of b."""
-    out = np.empty(len(a))
+    return nearest_both(a, b)[0]
+
+
+def nearest_both(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance from each row of a to its nearest row of b, and from each row of b to its
+    nearest row of a), from one pass over the distance matrix."""
+    a_to_b, b_to_a = np.empty(len(a)), np.full(len(b), np.inf)
     for s in range(0, len(a), BLOCK):
-        out[s:s + BLOCK] = pairwise(a[s:s + BLOCK], b).min(1)
-    return out
+        d = squared(a[s:s + BLOCK], b)
+        a_to_b[s:s + BLOCK] = d.min(1)
+        np.minimum(b_to_a, d.min(0), out=b_to_a)
+    return np.sqrt(a_to_b), np.sqrt(b_to_a)

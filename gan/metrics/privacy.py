@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gan.metrics.distances import nearest
+from gan.metrics.distances import nearest, nearest_both
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -38,7 +38,7 @@ def privacy(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, seed:
     tr = train[rng.choice(len(train), m, replace=False)]
     ho = holdout[rng.choice(len(holdout), m, replace=False)]
 
-    d_tr, d_ho = nearest(synthetic, tr), nearest(synthetic, ho)
+    (d_tr, tr_to_synthetic), (d_ho, ho_to_synthetic) = nearest_both(synthetic, tr), nearest_both(synthetic, ho)
     dcr_share = float((d_tr < d_ho).mean() + 0.5 * (d_tr == d_ho).mean())
 
     holdout_to_train = nearest(holdout, train)
@@ -46,6 +46,6 @@ def privacy(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, seed:
     threshold = np.percentile(holdout_to_train, 1)
     near_copy_share = float((synthetic_to_train < threshold).mean())
 
-    mia_auc = auc(-nearest(tr, synthetic), -nearest(ho, synthetic))  # closer → "member"
+    mia_auc = auc(-tr_to_synthetic, -ho_to_synthetic)  # closer → "member"
     metrics = {"dcr_share": dcr_share, "near_copy_share": near_copy_share, "mia_auc": mia_auc}
     return metrics, {"synthetic_to_train": synthetic_to_train, "holdout_to_train": holdout_to_train}
