@@ -62,7 +62,7 @@ def prepare_stores() -> None:
 
     marks = []
     if settings.tracking_uri().startswith("sqlite:"):
-        marks.append((settings.home() / f".stores-mlflow-{version('mlflow')}", _init_mlflow))
+        marks.append((_mlflow_mark(), _init_mlflow))
     if not os.environ.get("PREFECT_API_URL"):
         prefect_home = Path(os.environ.get("PREFECT_HOME", settings.home() / "prefect"))
         marks.append((prefect_home / f".stores-prefect-{version('prefect')}", _start_prefect))
@@ -83,12 +83,22 @@ def prepare_stores() -> None:
 def prepare_stores_in_background() -> Future:
     """``prepare_stores`` in a worker thread: the temporary Prefect server (a subprocess)
     starts while the caller imports torch, MLflow and the flows. ``.result()`` before the flow."""
-    import prefect.client.orchestration  # noqa: F401  imported here, so that the worker imports nothing heavy
+    # imported here, so that the worker thread imports nothing that the caller imports too
+    import prefect.client.orchestration  # noqa: F401
+
+    if settings.tracking_uri().startswith("sqlite:") and not _mlflow_mark().exists():
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (a fresh home: the worker creates the schema)
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="ganvirt-stores")
     future = pool.submit(prepare_stores)
     pool.shutdown(wait=False)
     return future
+
+
+def _mlflow_mark() -> Path:
+    from importlib.metadata import version
+
+    return settings.home() / f".stores-mlflow-{version('mlflow')}"
 
 
 def _init_mlflow() -> None:
