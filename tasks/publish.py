@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,17 @@ from ganvirt import report as reporting
 from ganvirt import settings
 from tasks.tracking import client, model_name, run_logger
 
+# MLflow loads a model-from-code with a mock ``dbutils`` swapped into ``sys.modules`` and put
+# back afterwards; two loads at once (shards on the thread pool) can leave the mock there for
+# good. One load at a time per process.
+_LOADING = threading.Lock()
+
 
 def load_version(model: str, version: str):
     """The generator module of ``models:/<model>/<version>``."""
-    mlflow.set_tracking_uri(settings.tracking_uri())
-    return mlflow.pyfunc.load_model(f"models:/{model}/{version}").unwrap_python_model().G
+    with _LOADING:
+        mlflow.set_tracking_uri(settings.tracking_uri())
+        return mlflow.pyfunc.load_model(f"models:/{model}/{version}").unwrap_python_model().G
 
 
 def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None, fmt: str = "npz",
