@@ -56,7 +56,7 @@ class TrainParams(BaseModel):
 
 
 class EvalParams(BaseModel):
-    classifier_steps: int = Field(1_500, ge=1, le=1_000_000, description="budget of the extractor / TSTR / TRTR classifier")
+    classifier_steps: int = Field(ClassifierConfig.steps, ge=1, le=1_000_000, description="budget of the extractor / TSTR / TRTR classifier")
     num_samples: int = Field(10_000, ge=10, le=1_000_000, description="generated images scored against the real holdout")
     k: int = Field(5, ge=1, le=100, description="nearest neighbours for precision/recall/density/coverage")
     seed: int = Field(0, ge=0, description="seeds of the evaluation samples and classifiers")

@@ -154,8 +154,8 @@ def _add_run(sub) -> None:
     run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
     run.add_argument("--eval-samples", type=int, default=10_000,
                      help="generated images scored against the real holdout (default 10000)")
-    run.add_argument("--classifier-steps", type=int, default=1_500,
-                     help="training steps of the feature extractor and the TSTR/TRTR classifiers (default 1500)")
+    run.add_argument("--classifier-steps", type=int, default=1_000,  # gan.features.ClassifierConfig.steps
+                     help="training steps of the feature extractor and the TSTR/TRTR classifiers (default 1000)")
     run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
     run.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE",
                      help="override a gate threshold, e.g. --gate min_tstr_accuracy=0.9 (fields: "

@@ -25,7 +25,8 @@ from tasks.tracking import client, experiment_id
 def extractor_folder(snapshot: Snapshot, cfg: EvalConfig) -> Path:
     """Where the extractor of this snapshot and classifier budget is cached."""
     c = cfg.classifier
-    return settings.home() / "extractors" / f"{Path(snapshot.path).name}-c{c.steps}x{c.batch_size}-s{c.seed}"
+    return settings.home() / "extractors" / (f"{Path(snapshot.path).name}-c{c.steps}x{c.batch_size}"
+                                                 f"-lr{c.lr:g}-{c.schedule}-f{c.feature_dim}-s{c.seed}")
 
 
 def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, float | None, bool]:

@@ -59,3 +59,14 @@ def test_up_refuses_a_taken_port(capsys):
         assert main(["up", "--prefect-port", str(port), "--mlflow-port", "1"]) == 1
     err = capsys.readouterr().err
     assert f"--prefect-port {port}: 127.0.0.1:{port} is already in use" in err
+
+
+def test_run_defaults_match_the_library():
+    """The CLI keeps torch off its start-up path, so it spells some defaults out: they must agree."""
+    from flows.params import EvalParams
+    from gan.features import ClassifierConfig
+    from ganvirt.cli import build_parser
+
+    args = build_parser().parse_args(["run"])
+    assert args.classifier_steps == ClassifierConfig.steps == EvalParams().classifier_steps
+    assert args.eval_samples == EvalParams().num_samples
