@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from gan.augment import parse as parse_augment
 from gan.evaluate import EvalConfig
 from gan.features import ClassifierConfig
 from gan.train import TrainConfig
@@ -17,8 +18,8 @@ from ganvirt.gates import GatePolicy
 # cheap per step; the DCGAN's budget (15,000 steps of 64, ~10 minutes on 2 CPU cores) and its
 # probe come from measurements on MNIST (README, "Measured here").
 MODEL_DEFAULTS: dict[str, dict] = {
-    "mlp": {"steps": 8_000, "batch_size": 128, "probe_every": 0},
-    "dcgan": {"steps": 15_000, "batch_size": 64, "probe_every": 1_000},
+    "mlp": {"steps": 8_000, "batch_size": 128, "probe_every": 0, "augment": ""},
+    "dcgan": {"steps": 15_000, "batch_size": 64, "probe_every": 1_000, "augment": ""},
 }
 
 
@@ -30,6 +31,7 @@ class TrainParams(BaseModel):
     lr: float = Field(2e-4, gt=0, le=1, description="Adam learning rate, both networks")
     loss: Literal["bce", "hinge"] = Field("bce", description="non-saturating BCE or hinge")
     ema_beta: float = Field(0.999, ge=0, lt=1, description="EMA decay of the served generator (0: off)")
+    augment: str | None = Field(None, description="DiffAugment policies for the discriminator's inputs: 'translation', 'cutout', both comma-separated, or 'none'")
     seed: int = Field(0, ge=0, description="fixes weights, batches and noise")
     conditional: bool | None = Field(None, description="label-conditional; default: when the source has labels")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("cpu", description="where to train (bf16 autocast on cuda)")
@@ -37,6 +39,11 @@ class TrainParams(BaseModel):
     checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
     probe_every: int = Field(0, ge=0, description="steps between FID-like probes; the best EMA is registered (0: none)")
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
+
+    @field_validator("augment")
+    @classmethod
+    def _known_policies(cls, value: str | None) -> str:
+        return ",".join(parse_augment(value or ""))
 
     @model_validator(mode="before")
     @classmethod
@@ -50,7 +57,7 @@ class TrainParams(BaseModel):
     def config(self) -> TrainConfig:
         log_every = 100 if self.checkpoint_every % 100 == 0 else self.checkpoint_every or 100
         return TrainConfig(batch_size=self.batch_size, steps=self.steps, lr=self.lr, loss=self.loss,
-                           ema_beta=self.ema_beta, seed=self.seed, log_every=log_every,
+                           ema_beta=self.ema_beta, augment=self.augment or "", seed=self.seed, log_every=log_every,
                            checkpoint_every=self.checkpoint_every, probe_every=self.probe_every,
                            patience=self.patience)
 

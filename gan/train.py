@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan import checkpoint
+from gan.augment import augment, parse
 from gan.mlp_step import MLPStep
 from gan.models import ModelConfig, build
 from gan.sampling import grid, sample
@@ -40,6 +41,7 @@ class TrainConfig:
     beta1: float = 0.5             # Adam beta1 (the usual GAN choice; 0.9 is Adam's default)
     ema_beta: float = 0.999        # 0 disables the EMA generator
     loss: str = "bce"              # "bce" (non-saturating) or "hinge"
+    augment: str = ""              # DiffAugment policies for D's inputs, e.g. "translation,cutout"
     seed: int = 0                  # fixes weights, batches and noise
     log_every: int = 100           # steps between loss reports (and divergence checks)
     grid_every: int = 2_000        # steps between sample grids (0: none)
@@ -81,6 +83,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"TrainConfig.ema_beta must be in [0, 1), got {cfg.ema_beta}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose from {list(LOSSES)}")
+    parse(cfg.augment)
     if cfg.checkpoint_every % cfg.log_every:
         raise ValueError(f"TrainConfig.checkpoint_every ({cfg.checkpoint_every}) must be a multiple of log_every ({cfg.log_every})")
 
@@ -139,6 +142,7 @@ class _Run:
         self.opt_g = _adam(self.G, cfg, device)
         self.opt_d = _adam(self.D, cfg, device)
         self.handwritten: MLPStep | None = None
+        self.augment = parse(cfg.augment)
         # batches and noise are drawn where they are used: no host-to-device copy per step on
         # CUDA (there the stream is not the CPU's, so CPU reproducibility is what is promised)
         self.rng = torch.Generator(device if device.type == "cuda" else "cpu")
@@ -157,8 +161,10 @@ class _Run:
                 "probes_since_best": self.probes_since_best, **best}
 
     def restore(self, state: dict, cfg: TrainConfig, model: ModelConfig) -> None:
+        defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
         for key, ours in (("model", model.to_dict()), ("train", cfg.to_dict())):
-            theirs = {k: v for k, v in state[key].items() if k != "steps"}
+            # fields added since the checkpoint was written take their defaults
+            theirs = {k: v for k, v in {**defaults[key], **state[key]}.items() if k != "steps"}
             if theirs != {k: v for k, v in ours.items() if k != "steps"}:
                 raise ValueError(f"checkpoint {key} config {state[key]} differs from this run's {ours}")
         self.G.load_state_dict(state["generator"])
@@ -216,7 +222,7 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     elif checkpoint_path is not None:
         _save(run, cfg, model, checkpoint_path)  # step 0: a run always has a good checkpoint
     batch = cfg.batch_size // run.size  # each rank's shard of a step's batch
-    if HANDWRITTEN_MLP and model.kind == "mlp" and device.type == "cpu":
+    if HANDWRITTEN_MLP and model.kind == "mlp" and device.type == "cpu" and not run.augment:
         run.handwritten = MLPStep(run.G, run.D, batch, cfg.loss)
     x_all = images.to(device)                                   # uint8 (N, C, H, W), on device
     y_all = labels.to(device) if model.conditional else None    # (N,)
@@ -261,7 +267,8 @@ def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, de
 
     fake = run.G(z, y)
     # discriminator: one pass over real and fake together (D has no batch statistics)
-    out = run.D(torch.cat([real, fake.detach()]), torch.cat([y, y]) if y is not None else None).float()
+    seen = augment(torch.cat([real, fake.detach()]), run.augment, run.rng)  # DiffAugment, if any
+    out = run.D(seen, torch.cat([y, y]) if y is not None else None).float()
     out_real, out_fake = out[:batch], out[batch:]
     loss_d = d_loss(loss, out_real, out_fake)
     run.opt_d.zero_grad(set_to_none=True)
@@ -271,7 +278,7 @@ def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, de
 
     # generator: make the updated D call the same fakes real; D frozen, so no D weight gradients
     run.D.requires_grad_(False)
-    loss_g = g_loss(loss, run.D(fake, y).float())
+    loss_g = g_loss(loss, run.D(augment(fake, run.augment, run.rng), y).float())
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     run.D.requires_grad_(True)

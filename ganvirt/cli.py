@@ -143,6 +143,7 @@ def _add_run(sub) -> None:
     run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
     run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
     run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
+    run.add_argument("--augment", help="DiffAugment for the discriminator: 'translation', 'cutout', both comma-separated, or 'none' (default)")
     run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
     run.add_argument("--nproc", type=int, default=1, help="train with DDP in N processes launched by torchrun (one per GPU on cuda; default 1: in-process)")
     run.add_argument("--probe-every", type=int, help="steps between FID-like probes; the best EMA generator is registered (default: off for mlp, 1000 for dcgan)")
@@ -178,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     p = VirtualizeParams(
         source=sources.hide_credentials(args.source), name=args.name, holdout=args.holdout,
         train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          loss=args.loss, device=args.device, probe_every=args.probe_every,
+                          loss=args.loss, augment=args.augment, device=args.device, probe_every=args.probe_every,
                           patience=args.patience, seed=args.seed, conditional=args.conditional,
                           checkpoint_every=args.checkpoint_every,
                           nproc=args.nproc),

@@ -38,7 +38,7 @@ def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: Gat
     # one process trains and registers a snapshot's extractor; concurrent runs wait and reuse it
     with locks.held(f"extractor:{extractor_folder(snapshot, cfg).name}", log=logger.info):
         extractor, digest, trtr, cached = extractor_for(snapshot, cfg)
-        features_version = register_extractor(ckpt.name, snapshot, cfg, digest)
+        features_version = register_extractor(ckpt.name, snapshot, cfg, extractor, digest)
     logger.info("%s feature extractor %s (models:/%s-features/%s)", "reusing cached" if cached else "trained",
                 digest[:16], ckpt.name, features_version)
     G = checkpoint.load_generator(ckpt.path)

@@ -57,8 +57,9 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
     return model, digest, trtr, False
 
 
-def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, digest: str) -> str:
-    """Register the extractor as ``<name>-features`` once per weight hash; returns its version."""
+def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, model: SmallCNN, digest: str) -> str:
+    """Register ``model`` (this snapshot's extractor, weight hash ``digest``) as
+    ``<name>-features`` once per weight hash; returns its version."""
     registered = f"{name}-features"
     c = client()
     found = c.search_model_versions(f"name='{registered}' and tags.extractor_hash='{digest}'")
@@ -66,10 +67,8 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, digest: s
         return str(found[0].version)
     folder = extractor_folder(snapshot, cfg)
     c_, h, w = snapshot.shape
-    model = SmallCNN(c_, meta_outputs(folder), cfg.classifier.feature_dim)
-    model.load_state_dict(torch.load(folder / "extractor.pt", weights_only=True))
     weights = folder / "extractor.npz"  # what consumers download: arrays only, no pickle
-    checkpoint.save_weights(weights, model.state_dict(), {"hash": digest})
+    checkpoint.save_weights(weights, model.state_dict(), {"hash": digest})  # atomic
     with mlflow.start_run(experiment_id=experiment_id(name), run_name=f"features · {digest[:12]}"):
         mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "features", "ganvirt.extractor_hash": digest})
         info = mlflow.pyfunc.log_model(
@@ -82,10 +81,6 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, digest: s
     mv = mlflow.register_model(info.model_uri, registered, tags={"extractor_hash": digest,
                                                                    "snapshot": snapshot.fingerprint})
     return str(mv.version)
-
-
-def meta_outputs(folder: Path) -> int:
-    return json.loads((folder / "meta.json").read_text())["outputs"]
 
 
 def _atomic_write(path: Path, write) -> None:

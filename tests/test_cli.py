@@ -32,6 +32,7 @@ def test_help_on_every_command(cmd, capsys):
 @pytest.mark.parametrize("args,message", [
     (["run", "--name", "../etc"], "dataset name '../etc'"),
     (["run", "--steps", "0"], "TrainParams.steps=0: Input should be greater than or equal to 1"),
+    (["run", "--augment", "rotate"], "TrainParams.augment='rotate': Value error, unknown augmentation 'rotate'"),
     (["pull", "nothing-here", "--to", "/tmp/x"], "no published dataset 'nothing-here'"),
     (["datasets", "nothing-here"], "no published dataset 'nothing-here'"),
 ])

@@ -135,9 +135,10 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("augment", ["", "translation,cutout"])
+def test_resume_equals_uninterrupted(tmp_path, augment):
     x, y = toy_data()
-    cfg = TrainConfig(steps=40, batch_size=16, log_every=10, checkpoint_every=20, grid_every=0)
+    cfg = TrainConfig(steps=40, batch_size=16, log_every=10, checkpoint_every=20, grid_every=0, augment=augment)
     model = ModelConfig(kind="dcgan", height=8, width=8, num_classes=3, hidden=16)
     whole = train(cfg, model, x, y, checkpoint_path=tmp_path / "a.pt")
 
