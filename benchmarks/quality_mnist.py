@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,14 @@ RUNS = {  # model → (batch size, lr, width): each model's own good settings
 }
 
 
+def _typed(key: str, text: str):
+    """A --variant value as its config field's type (TrainConfig or ModelConfig)."""
+    default = getattr(ModelConfig(), key) if hasattr(ModelConfig(), key) else getattr(TrainConfig(), key)
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
+    return type(default)(text)
+
+
 def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed: int,
         device: str = "cpu", variant: dict | None = None) -> tuple[dict, object]:
     v = dict(variant or {})
@@ -37,10 +46,12 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     batch, lr, width = int(v.pop("batch", batch)), float(v.pop("lr", lr)), int(v.pop("width", width))
     xt, yt, _, _ = real_split(data)
     steps = images_budget // batch
-    extra = {k: (float(x) if k == "ema_beta" else x) for k, x in v.items()}  # loss=hinge, ema_beta=…
+    model_keys = {f.name for f in fields(ModelConfig)}
+    extra = {k: _typed(k, x) for k, x in v.items() if k not in model_keys}  # loss=hinge, ema_beta=…
     cfg = TrainConfig(batch_size=batch, steps=steps, lr=lr, seed=seed, grid_every=0,
                       probe_every=max(100, steps // 15 // 100 * 100), log_every=100, checkpoint_every=0, **extra)
-    model = ModelConfig(kind=kind, channels=1, height=28, width=28, num_classes=10, hidden=width)
+    model = ModelConfig(kind=kind, channels=1, height=28, width=28, num_classes=10, hidden=width,
+                        **{k: _typed(k, x) for k, x in v.items() if k in model_keys})  # spectral_norm=1
     t0 = time.perf_counter()
     res = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt), device=device,
                 probe=make_probe(extractor, xt, yt, seed=seed))
@@ -52,7 +63,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "fid_ratio": m["fid_like"] / m["fid_like_floor"], "precision": m["precision"],
            "recall": m["recall"], "images_seen": res.steps * batch, "best_step": res.best_step,
            "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "loss": cfg.loss,
-           "ema_beta": cfg.ema_beta, "train_minutes": round(minutes, 2), "device": device}
+           "ema_beta": cfg.ema_beta, "augment": cfg.augment, "spectral_norm": model.spectral_norm,
+           "train_minutes": round(minutes, 2), "device": device}
     return row, ev
 
 

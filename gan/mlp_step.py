@@ -48,6 +48,7 @@ class _DirectAdam:
                 self.kw = dict(amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0,
                                eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
             return
+        self.kw["lr"] = self.opt.param_groups[0]["lr"]  # a schedule may have moved it
         torch._foreach_add_(self.args[5], 1)
         torch._fused_adam_(*self.args, **self.kw)
 

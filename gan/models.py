@@ -26,6 +26,7 @@ class ModelConfig:
     z_dim: int = 100        # noise dimension
     hidden: int = 128       # width of both hidden layers
     embed_dim: int = 16     # label embedding size (conditional only)
+    spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
 
     @property
     def pixels(self) -> int:
@@ -130,6 +131,12 @@ def build(cfg: ModelConfig, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     G, D = g_cls(cfg), d_cls(cfg)
     init_weights(G, gen)
     init_weights(D, gen)
+    if cfg.spectral_norm:
+        with torch.random.fork_rng(devices=[]):  # the power iteration's start vectors, seeded
+            torch.manual_seed(seed)
+            for m in list(D.modules()):
+                if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                    nn.utils.parametrizations.spectral_norm(m)
     return G, D
 
 

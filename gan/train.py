@@ -11,6 +11,7 @@ data give the same weights on CPU, also across an interruption and resume.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from gan.models import ModelConfig, build
 from gan.sampling import grid, sample
 
 LOSSES = ("bce", "hinge")
+LR_SCHEDULES = ("constant", "cosine")
 # the seed MLP on the CPU trains with the hand-written step (gan/mlp_step.py); False: autograd
 HANDWRITTEN_MLP = True
 
@@ -37,7 +39,8 @@ HANDWRITTEN_MLP = True
 class TrainConfig:
     batch_size: int = 128          # images per step
     steps: int = 8_000             # generator updates
-    lr: float = 2e-4               # Adam, both networks
+    lr: float = 2e-4               # Adam, both networks (the peak, under a schedule)
+    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 at the last step)
     beta1: float = 0.5             # Adam beta1 (the usual GAN choice; 0.9 is Adam's default)
     ema_beta: float = 0.999        # 0 disables the EMA generator
     loss: str = "bce"              # "bce" (non-saturating) or "hinge"
@@ -84,6 +87,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose from {list(LOSSES)}")
     parse(cfg.augment)
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose from {list(LR_SCHEDULES)}")
     if cfg.checkpoint_every % cfg.log_every:
         raise ValueError(f"TrainConfig.checkpoint_every ({cfg.checkpoint_every}) must be a multiple of log_every ({cfg.log_every})")
 
@@ -231,6 +236,9 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     losses: dict[str, float] = {}
     while run.step < cfg.steps:
         run.step += 1
+        if cfg.lr_schedule == "cosine":  # a function of the step alone: resumes stay exact
+            lr = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (run.step - 1) / cfg.steps))
+            run.opt_d.param_groups[0]["lr"] = run.opt_g.param_groups[0]["lr"] = lr
         with autocast:
             sums += _step(run, cfg.loss, batch, model, x_all, y_all, device)
         update_ema(run.ema, run.G, cfg.ema_beta, run.step)

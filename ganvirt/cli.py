@@ -141,7 +141,8 @@ def _add_run(sub) -> None:
     run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
     run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 15000 dcgan)")
     run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
-    run.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4, the seed GAN's)")
+    run.add_argument("--lr", type=float, help="Adam learning rate (default: 2e-4 mlp, the seed GAN's; 4e-4 dcgan)")
+    run.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning rate over the steps: constant, or cosine decay to 0 (default: constant mlp, cosine dcgan)")
     run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
     run.add_argument("--augment", help="DiffAugment for the discriminator: 'translation', 'cutout', both comma-separated, or 'none' (default)")
     run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
@@ -178,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         gate[field.strip()] = value.strip()
     p = VirtualizeParams(
         source=sources.hide_credentials(args.source), name=args.name, holdout=args.holdout,
-        train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
                           loss=args.loss, augment=args.augment, device=args.device, probe_every=args.probe_every,
                           patience=args.patience, seed=args.seed, conditional=args.conditional,
                           checkpoint_every=args.checkpoint_every,

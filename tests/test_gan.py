@@ -135,10 +135,11 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("augment", ["", "translation,cutout"])
-def test_resume_equals_uninterrupted(tmp_path, augment):
+@pytest.mark.parametrize("augment,schedule", [("", "constant"), ("translation,cutout", "cosine")])
+def test_resume_equals_uninterrupted(tmp_path, augment, schedule):
     x, y = toy_data()
-    cfg = TrainConfig(steps=40, batch_size=16, log_every=10, checkpoint_every=20, grid_every=0, augment=augment)
+    cfg = TrainConfig(steps=40, batch_size=16, log_every=10, checkpoint_every=20, grid_every=0, augment=augment,
+                      lr_schedule=schedule)
     model = ModelConfig(kind="dcgan", height=8, width=8, num_classes=3, hidden=16)
     whole = train(cfg, model, x, y, checkpoint_path=tmp_path / "a.pt")
 
@@ -208,9 +209,28 @@ def test_dcgan_trains_and_samples_independently_of_batch(loss):
     assert together.shape == (70, 1, 12, 10)
 
 
+def test_cosine_schedule_on_the_handwritten_mlp_step(monkeypatch):
+    """The hand-written step's direct Adam follows the schedule as ``opt.step()`` does."""
+    import gan.train
+
+    x, y = toy_data()
+    cfg = TrainConfig(steps=30, batch_size=16, log_every=10, grid_every=0, checkpoint_every=0, lr=1e-3,
+                      lr_schedule="cosine")
+    model = ModelConfig(height=8, width=8, num_classes=3, hidden=16)
+    fast = train(cfg, model, x, y).generator.state_dict()
+    monkeypatch.setattr(gan.train, "HANDWRITTEN_MLP", False)
+    slow = train(cfg, model, x, y).generator.state_dict()
+    constant = train(TrainConfig(**{**cfg.to_dict(), "lr_schedule": "constant"}), model, x, y).generator.state_dict()
+    for key in fast:
+        torch.testing.assert_close(fast[key], slow[key], rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(fast[k], constant[k], rtol=1e-4, atol=1e-5) for k in fast)
+
+
 def test_unknown_loss():
     with pytest.raises(ValueError, match=r"unknown loss 'wgan'; choose from \['bce', 'hinge'\]"):
         train(TrainConfig(loss="wgan"), ModelConfig(height=8, width=8), *toy_data())
+    with pytest.raises(ValueError, match=r"unknown lr_schedule 'step'; choose from \['constant', 'cosine'\]"):
+        train(TrainConfig(lr_schedule="step"), ModelConfig(height=8, width=8), *toy_data())
 
 
 @pytest.mark.parametrize("classes", [0, 10])

@@ -65,7 +65,7 @@ def test_loads_never_unpickle():
                     f"{path}:{node.lineno}: imports {name}"
             if isinstance(node, ast.Attribute) and node.attr in ("read_pickle", "to_pickle"):
                 raise AssertionError(f"{path}:{node.lineno}: pandas pickle I/O")
-    assert found["torch.load"] >= 4 and found["np.load"] >= 5  # the scan sees the real call sites
+    assert found["torch.load"] >= 3 and found["np.load"] >= 5  # the scan sees the real call sites
 
 
 def test_servers_bind_to_localhost_by_default():
