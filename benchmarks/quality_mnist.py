@@ -6,7 +6,7 @@ train images), and are scored by the same pinned extractor on 10,000 samples. Pr
 table (tstr, trtr, fid_like, floor, precision, recall, images seen, minutes); with --figure,
 writes a per-class sample grid of the DCGAN's EMA generator. Same seed → same numbers on CPU.
 
-    .venv/bin/python -m benchmarks.quality_mnist [--images 960000] [--figure docs/mnist-dcgan.png] [--device cuda]
+    .venv/bin/python -m benchmarks.quality_mnist [--images N] [--figure docs/mnist-dcgan.png] [--device cuda]
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flows.params import MODEL_DEFAULTS
 from gan.evaluate import EvalConfig, fit_extractor, make_probe, real_split, score
 from gan.models import ModelConfig
 from gan.train import TrainConfig, train
 from ganvirt import report, snapshots, sources
 
-RUNS = {  # model → (batch size, lr, width): each model's own good settings
-    "dcgan": (64, 2e-4, 64),
-    "mlp": (128, 1e-3, 128),  # the seed's lr (2e-4) collapses on 8,000 MNIST images
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = {  # model → (batch size, peak lr, width, lr schedule): each model's own good settings
+    "dcgan": (64, MODEL_DEFAULTS["dcgan"]["lr"], 64, MODEL_DEFAULTS["dcgan"]["lr_schedule"]),  # `ganvirt run`'s
+    "mlp": (128, 1e-3, 128, "constant"),  # the seed's lr (2e-4) collapses on 8,000 MNIST images
 }
 
 
@@ -42,8 +44,9 @@ def _typed(key: str, text: str):
 def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed: int,
         device: str = "cpu", variant: dict | None = None) -> tuple[dict, object]:
     v = dict(variant or {})
-    batch, lr, width = RUNS[kind]
+    batch, lr, width, schedule = RUNS[kind]
     batch, lr, width = int(v.pop("batch", batch)), float(v.pop("lr", lr)), int(v.pop("width", width))
+    v.setdefault("lr_schedule", schedule)
     xt, yt, _, _ = real_split(data)
     steps = images_budget // batch
     model_keys = {f.name for f in fields(ModelConfig)}
@@ -62,7 +65,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "fid_like": m["fid_like"], "fid_like_floor": m["fid_like_floor"],
            "fid_ratio": m["fid_like"] / m["fid_like_floor"], "precision": m["precision"],
            "recall": m["recall"], "images_seen": res.steps * batch, "best_step": res.best_step,
-           "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "loss": cfg.loss,
+           "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "lr_schedule": cfg.lr_schedule, "loss": cfg.loss,
            "ema_beta": cfg.ema_beta, "augment": cfg.augment, "spectral_norm": model.spectral_norm,
            "train_minutes": round(minutes, 2), "device": device}
     return row, ev
@@ -71,12 +74,15 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist"))
-    ap.add_argument("--images", type=int, default=960_000, help="images seen by each model (the budget)")
+    ap.add_argument("--images", type=int, default=MODEL_DEFAULTS["dcgan"]["steps"] * MODEL_DEFAULTS["dcgan"]["batch_size"],
+                    help="images seen by each model (the budget; default: `ganvirt run --model dcgan`'s, %(default)s)")
     ap.add_argument("--models", default="dcgan,mlp")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", type=Path, help="write the DCGAN's per-class sample grid here")
     ap.add_argument("--variant", default="", help="overrides, e.g. 'lr=1e-4,loss=hinge,ema_beta=0.9995,batch=128,width=64'")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--out", type=Path, help="also write the table here (default: benchmarks/results/quality_mnist.json "
+                                             "for a run of the defaults on the CPU, nowhere for a --variant)")
     ap.add_argument("--device", default="cpu", help="where to train (cpu, cuda: bf16 autocast); scoring runs on the CPU")
     args = ap.parse_args()
 
@@ -95,8 +101,13 @@ def main() -> None:
         if kind == "dcgan" and args.figure:
             args.figure.parent.mkdir(parents=True, exist_ok=True)
             report.save_picture(report.class_grid(ev.images, ev.labels), args.figure, tile=28)
-    print(json.dumps({"benchmark": "quality_mnist", "train": len(tr), "holdout": len(ho),
-                      "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    table = json.dumps({"benchmark": "quality_mnist", "train": len(tr), "holdout": len(ho),
+                        "threads": torch.get_num_threads(), "rows": rows}, indent=2)
+    print(table)
+    out = args.out or (RESULTS / "quality_mnist.json" if not variant and args.device == "cpu" else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class Reached(Exception):
 
 
 def minutes_to_bar(kind: str, data: dict, device: str, budget_min: float, checks: int) -> tuple[float | None, list]:
-    batch, lr, width = RUNS[kind]
+    batch, lr, width, schedule = RUNS[kind]
     xt, yt, xh, yh = real_split(data)
     cfg_eval = EvalConfig()
     rate = {"mlp": 30_000, "dcgan": 1_500}[kind] * (20 if device == "cuda" else 1)  # rough images/s
@@ -63,7 +63,7 @@ def minutes_to_bar(kind: str, data: dict, device: str, budget_min: float, checks
             raise TimeoutError
         return 1.0 - tstr
 
-    cfg = TrainConfig(batch_size=batch, steps=steps, lr=lr, grid_every=0, checkpoint_every=0,
+    cfg = TrainConfig(batch_size=batch, steps=steps, lr=lr, lr_schedule=schedule, grid_every=0, checkpoint_every=0,
                       probe_every=every, log_every=100)
     model = ModelConfig(kind=kind, channels=1, height=28, width=28, num_classes=10, hidden=width)
     try:
