@@ -71,6 +71,8 @@ def _flip(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def train_classifier(images: np.ndarray, labels: np.ndarray | None, num_classes: int,
                      cfg: ClassifierConfig = ClassifierConfig()) -> SmallCNN:
     """Train a SmallCNN on uint8 (N, C, H, W) images; self-supervised flips when labels is None."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"ClassifierConfig.schedule must be one of {list(SCHEDULES)}, got {cfg.schedule!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     outputs = num_classes if labels is not None else FLIPS
     model = SmallCNN(images.shape[1], outputs, cfg.feature_dim)
@@ -82,8 +84,6 @@ def train_classifier(images: np.ndarray, labels: np.ndarray | None, num_classes:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     except (RuntimeError, ValueError):  # a torch without the fused CPU kernel
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"ClassifierConfig.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
     model.train()
     for step in range(cfg.steps):
         if cfg.schedule == "cosine":  # as good as 1,500 constant-lr steps in 2/3 of the time
