@@ -139,7 +139,7 @@ def _add_run(sub) -> None:
     run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
     run.add_argument("--name", help="dataset name (default: derived from the source)")
     run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
-    run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 17000 dcgan)")
+    run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 20000 dcgan)")
     run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
     run.add_argument("--lr", type=float, help="Adam learning rate (default: 2e-4 mlp, the seed GAN's; 8e-4 dcgan)")
     run.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning rate over the steps: constant, or cosine decay to 0 (default: constant mlp, cosine dcgan)")
