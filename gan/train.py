@@ -11,7 +11,6 @@ data give the same weights on CPU, also across an interruption and resume.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -28,9 +27,10 @@ from gan.augment import augment, parse
 from gan.mlp_step import MLPStep
 from gan.models import ModelConfig, build
 from gan.sampling import grid, sample
+from gan.schedule import SCHEDULES, lr_at
 
 LOSSES = ("bce", "hinge")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = SCHEDULES
 # the seed MLP on the CPU trains with the hand-written step (gan/mlp_step.py); False: autograd
 HANDWRITTEN_MLP = True
 
@@ -236,9 +236,7 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     losses: dict[str, float] = {}
     while run.step < cfg.steps:
         run.step += 1
-        if cfg.lr_schedule == "cosine":  # a function of the step alone: resumes stay exact
-            lr = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (run.step - 1) / cfg.steps))
-            run.opt_d.param_groups[0]["lr"] = run.opt_g.param_groups[0]["lr"] = lr
+        _set_lr(run, cfg)
         with autocast:
             sums += _step(run, cfg.loss, batch, model, x_all, y_all, device)
         update_ema(run.ema, run.G, cfg.ema_beta, run.step)
@@ -256,6 +254,13 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
         best_score, best_step, best_state = run.best
         run.ema.load_state_dict(best_state)
     return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score)
+
+
+def _set_lr(run: _Run, cfg: TrainConfig) -> None:
+    """Both optimisers at this step's rate (a function of the step alone: resumes stay exact)."""
+    if cfg.lr_schedule != "constant":
+        lr = lr_at(cfg.lr, cfg.lr_schedule, run.step - 1, cfg.steps)
+        run.opt_d.param_groups[0]["lr"] = run.opt_g.param_groups[0]["lr"] = lr
 
 
 def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device):

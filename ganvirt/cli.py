@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 from ganvirt import locks, settings
@@ -188,13 +191,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
     settings.check_name(p.dataset_name())
     # arguments are valid: start the stores while the flow's modules load
-    stores = locks.prepare_stores_in_background()
-    from flows.virtualize import virtualize
+    with _stores() as stores:
+        from flows.virtualize import virtualize
 
-    _after_prefect_import(args)
-    stores.result()
-    state = virtualize(p, return_state=True)
-    result = state.result()  # re-raises the failing task's exception
+        _after_prefect_import(args)
+        stores.result()
+        state = virtualize(p, return_state=True)
+        result = state.result()  # re-raises the failing task's exception
     print("\nmetrics:")
     for key, value in result["metrics"].items():
         if ".class_" not in key:
@@ -203,6 +206,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"dataset: {result['dataset']}")
     print(f"pull it: ganvirt pull {result['name']}@{Path(result['dataset']).name} --to ./data")
     return 0
+
+
+@contextmanager
+def _stores() -> Iterator[Future]:
+    """The embedded stores, getting ready in the background (``.result()`` before a flow); in
+    Prefect's ephemeral mode this process's temporary Prefect server starts first, before
+    Prefect is imported, and stops when the block ends."""
+    from ganvirt.services import TemporaryPrefect
+
+    server = TemporaryPrefect() if TemporaryPrefect.wanted() else None
+    try:
+        yield locks.prepare_stores_in_background(server)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -290,13 +308,13 @@ def _registry_sampler(materialise):
 
 def cmd_publish(args: argparse.Namespace) -> int:
     name = settings.check_name(args.name)
-    stores = locks.prepare_stores_in_background()
-    from flows.republish import RepublishParams, republish
+    with _stores() as stores:
+        from flows.republish import RepublishParams, republish
 
-    _after_prefect_import(args)
-    params = RepublishParams(name=name, n=args.n, seed=args.seed, format=args.format, virtual=args.virtual)
-    stores.result()
-    folder = republish(params)
+        _after_prefect_import(args)
+        params = RepublishParams(name=name, n=args.n, seed=args.seed, format=args.format, virtual=args.virtual)
+        stores.result()
+        folder = republish(params)
     print(f"published {folder}")
     return 0
 

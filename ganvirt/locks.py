@@ -1,8 +1,8 @@
 """Cross-process locks over one ``GANVIRT_HOME``: concurrent ``ganvirt`` processes on one
 machine (or on one shared POSIX file system) take turns where turns matter.
 
-- ``stores``: the first use of the embedded stores (MLflow's SQLite schema, Prefect's database
-  migrations) happens once; every later process skips the lock.
+- ``stores`` and ``stores-prefect``: the first use of the embedded stores (MLflow's SQLite
+  schema, Prefect's database migrations) happens once; every later process skips the lock.
 - ``name:<dataset>``: moving a dataset's ``champion`` and publishing from it is one step, so the
   newest catalog version always comes from the champion at the time it was published.
 - ``extractor:<folder>``: a snapshot's feature extractor is trained and registered once.
@@ -52,37 +52,42 @@ def held(key: str, log=None) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def prepare_stores() -> None:
-    """Make the embedded stores ready for a flow: create or migrate MLflow's SQLite schema and,
-    in Prefect's ephemeral mode, start this process's temporary server (which migrates its
-    database). The first preparation of a home happens once, under the ``stores`` lock:
-    concurrent first runs on a fresh home would otherwise race to create the same tables.
+def prepare_stores(server=None) -> None:
+    """Make the embedded stores ready for a flow, side by side: create or migrate MLflow's
+    SQLite schema (in this process) and get Prefect's temporary server up (it migrates its
+    database in its own process): ``server`` is a :class:`ganvirt.services.TemporaryPrefect`
+    already starting; without one, in ephemeral mode, Prefect's own temporary server starts
+    here and the flow run reuses it. A home's first preparation of each store happens once,
+    under a lock: concurrent first runs would otherwise race to create the same tables.
     Nothing to do against servers."""
-    from importlib.metadata import version
-
-    marks = []
+    jobs = []
     if settings.tracking_uri().startswith("sqlite:"):
-        marks.append((_mlflow_mark(), _init_mlflow))
-    if not os.environ.get("PREFECT_API_URL"):
-        prefect_home = Path(os.environ.get("PREFECT_HOME", settings.home() / "prefect"))
-        marks.append((prefect_home / f".stores-prefect-{version('prefect')}", _start_prefect))
-    if any(not mark.exists() for mark, _ in marks):
-        with held("stores"):
-            todo = [(mark, init) for mark, init in marks if not mark.exists()]
-            # side by side: Prefect migrates in its server's process, MLflow in this one
-            with ThreadPoolExecutor(len(todo) or 1) as pool:
-                for future in [pool.submit(init) for _, init in todo]:
-                    future.result()
-            for mark, _ in todo:
-                mark.parent.mkdir(parents=True, exist_ok=True)
-                mark.write_text("prepared\n")
-    if marks and marks[-1][1] is _start_prefect and not _server_started:
-        _start_prefect()  # the flow run reuses it: started here, it overlaps the caller's imports
+        jobs.append(lambda: first_time("stores", _mlflow_mark(), _init_mlflow))
+    if server is not None:
+        jobs.append(server.wait)
+    elif not os.environ.get("PREFECT_API_URL") and not _server_started:
+        jobs.append(_start_prefect)
+    with ThreadPoolExecutor(len(jobs) or 1) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
 
 
-def prepare_stores_in_background() -> Future:
-    """``prepare_stores`` in a worker thread: the temporary Prefect server (a subprocess)
-    starts while the caller imports torch, MLflow and the flows. ``.result()`` before the flow."""
+def first_time(key: str, mark: Path, init, always: bool = False) -> None:
+    """``init()`` under the lock ``key`` until ``mark`` exists (then write it); with ``always``,
+    ``init()`` also runs, without the lock, once the mark is there."""
+    if mark.exists():
+        if always:
+            init()
+        return
+    with held(key):
+        init()
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text("prepared\n")
+
+
+def prepare_stores_in_background(server=None) -> Future:
+    """``prepare_stores`` in a worker thread: the stores get ready while the caller imports
+    torch, MLflow and the flows. ``.result()`` before the flow."""
     # imported here, so that the worker thread imports nothing that the caller imports too
     import prefect.client.orchestration  # noqa: F401
 
@@ -90,9 +95,17 @@ def prepare_stores_in_background() -> Future:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (a fresh home: the worker creates the schema)
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="ganvirt-stores")
-    future = pool.submit(prepare_stores)
+    future = pool.submit(prepare_stores, server)
     pool.shutdown(wait=False)
     return future
+
+
+def prefect_mark() -> Path:
+    """Written once Prefect's database in ``PREFECT_HOME`` is migrated for this Prefect version."""
+    from importlib.metadata import version
+
+    prefect_home = Path(os.environ.get("PREFECT_HOME", settings.home() / "prefect"))
+    return prefect_home / f".stores-prefect-{version('prefect')}"
 
 
 def _mlflow_mark() -> Path:
@@ -111,13 +124,16 @@ _server_started = False
 
 
 def _start_prefect() -> None:
-    """Start this process's ephemeral Prefect server (it migrates the database); the flow run
-    that follows reuses the running server."""
+    """Start this process's ephemeral Prefect server (it migrates the database; the first time
+    under the ``stores-prefect`` lock); the flow run that follows reuses the running server."""
     global _server_started
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as c:
-        failure = c.api_healthcheck()
-    if failure is not None:
-        raise RuntimeError(f"Prefect's ephemeral server did not start: {failure}")
+    def start() -> None:
+        with get_client(sync_client=True) as c:
+            failure = c.api_healthcheck()
+        if failure is not None:
+            raise RuntimeError(f"Prefect's ephemeral server did not start: {failure}")
+
+    first_time("stores-prefect", prefect_mark(), start, always=True)
     _server_started = True
