@@ -76,6 +76,7 @@ def test_not_wanted_where_prefect_decides(tmp_path, env, profile):
 
 def test_not_wanted_once_prefect_is_imported():
     import prefect  # noqa: F401  (its settings are read on import: too late to point it elsewhere)
+
     from ganvirt.services import TemporaryPrefect
 
     assert not TemporaryPrefect.wanted()
