@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+import gan.mlp_step
 from benchmarks.common import figure, machine, sync, write
 from gan.models import ModelConfig, build
 from gan.sampling import sample_seeds
@@ -109,8 +110,12 @@ def our_flops_per_image(model: ModelConfig, images, labels, batch: int, device) 
     """FLOPs per image of one step of ``gan.train.train`` (its own algorithm: one D pass over
     real and fake, no D weight gradients in the G step), counted the same way."""
     cfg = TrainConfig(steps=1, batch_size=batch, grid_every=0, checkpoint_every=0, log_every=1)
-    with FlopCounterMode(display=False) as counter:
-        train(cfg, model, images, labels, device=device)
+    helper, gan.mlp_step.HELPER = gan.mlp_step.HELPER, False  # both shards here, where the counter sees them
+    try:
+        with FlopCounterMode(display=False) as counter:
+            train(cfg, model, images, labels, device=device)
+    finally:
+        gan.mlp_step.HELPER = helper
     return counter.get_total_flops() / batch
 
 

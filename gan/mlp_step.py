@@ -9,15 +9,40 @@ updates, D frozen in the G step, one D pass over real and fake): forward and bac
 ``addmm``/``mm`` into buffers allocated once, gradients written into preallocated ``.grad``
 tensors that the (fused) Adam optimisers then read. ``tests/test_gan.py`` checks that its
 losses, gradients and updated weights match autograd's.
+
+Two cores: the batch is cut into two shards whose gradients are summed before each Adam
+update, and with two or more CPU threads the second shard runs in a helper process (``python
+-m gan.mlp_step``, one per concurrent run, reused by later runs), each process
+single-threaded, the parameters, the shard's rows and its gradients passed through a shared
+memory file. Measured on the 2-core development machine, splitting each small kernel over two
+OpenMP threads sometimes ran no faster than one thread, while two single-threaded processes
+always ran at twice one; two Python threads reached 1.4× (the interpreter lock serialises the
+many small kernel calls). Without a helper (one thread, or no shared memory) the second shard
+runs here after the first: the arithmetic is the same either way, so results do not depend
+on the thread count.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from contextlib import contextmanager
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SLOPE = 0.2  # the seed GAN's leaky ReLU
+HELPER = True  # the second shard in a helper process where there are two threads (False: here)
 
 
 class _DirectAdam:
@@ -53,118 +78,359 @@ class _DirectAdam:
         torch._fused_adam_(*self.args, **self.kw)
 
 
-class MLPStep:
-    """One D update and one G update of an MLP GAN, without autograd."""
+def _forward(layers, x, post, last):
+    """x → leaky(addmm) → leaky(addmm) → addmm into ``last``; hidden outputs into ``post``."""
+    n = len(x)
+    for i in range(2):
+        h = torch.addmm(layers[i].bias, x, layers[i].weight.t(), out=post[i][:n])
+        x = torch.nn.functional.leaky_relu_(h, SLOPE)
+    return torch.addmm(layers[2].bias, x, layers[2].weight.t(), out=last)
 
-    def __init__(self, G: nn.Module, D: nn.Module, batch: int, loss: str):
+
+def _backward(layers, g, inputs, grads, upto_input: bool):
+    """Back through three linear layers (leaky ReLUs between) from ``g``, the gradient at the
+    last layer's output. ``inputs``: each layer's input. ``grads``: per layer, the (weight,
+    bias) tensors its gradients are written into, or None; ``upto_input``: return the
+    gradient at the first layer's input."""
+    for i in (2, 1, 0):
+        layer = layers[i]
+        if grads is not None:
+            torch.mm(g.t(), inputs[i], out=grads[i][0])
+            torch.sum(g, 0, out=grads[i][1])
+        if i == 0 and not upto_input:
+            return None
+        g = torch.mm(g, layer.weight)
+        if i > 0:  # through the leaky ReLU whose output is this layer's input
+            g = torch.ops.aten.leaky_relu_backward(g, inputs[i], SLOPE, True)
+    return g
+
+
+class _Shard:
+    """One shard's rows of a step: its own buffers, and the tensors its gradients go to (one
+    per parameter, in the order of ``G.parameters()`` then ``D.parameters()``). Losses and D
+    statistics are sums over its rows; gradients are those of the whole batch's mean loss."""
+
+    def __init__(self, G: nn.Module, D: nn.Module, rows: int, grads: list[torch.Tensor]):
+        H, P = G.net[0].out_features, G.cfg.pixels
+        e = lambda *shape: torch.empty(*shape, dtype=torch.float32)  # noqa: E731
+        self.G, self.D, self.n, self.pixels = G, D, rows, P
+        self.g, self.d = [G.net[0], G.net[2], G.net[4]], [D.net[0], D.net[2], D.net[4]]
+        # activations after each layer (leaky ReLU in place: its sign is the pre-activation's);
+        # G on n rows; D on 2n (real, fake), then on the n fakes; D's input rows hold the data
+        self.gh = [e(rows, H), e(rows, H)]
+        self.dx = e(2 * rows, P + (D.embed.embedding_dim if D.embed is not None else 0))
+        self.dh = [e(2 * rows, H), e(2 * rows, H), e(2 * rows, 1)]
+        self.g_out = e(2 * rows, 1)
+        self.grad = dict(zip((*G.parameters(), *D.parameters()), grads))
+        self.d_grads = [(self.grad[m.weight], self.grad[m.bias]) for m in self.d]
+        self.g_grads = [(self.grad[m.weight], self.grad[m.bias]) for m in self.g]
+
+    def d_part(self, real, y, z, B: int, loss: str) -> None:
+        """G forward on this shard's noise; D on its real and fake rows; D's gradients."""
+        P, G, D, x, n = self.pixels, self.G, self.D, self.dx, self.n
+        self.y, self.z = y, z
+        self.g_in = z if G.embed is None else torch.cat([z, G.embed.weight.index_select(0, y)], 1)
+        self.fake = x[n:, :P]  # G's images written straight into D's input rows n..2n
+        torch.sigmoid(_forward(self.g, self.g_in, self.gh, None), out=self.fake)
+        _rows_into(x[:n, :P], real)
+        if D.embed is not None:
+            emb = D.embed.weight.index_select(0, y)
+            x[:n, P:].copy_(emb)
+            x[n:, P:].copy_(emb)
+        out = _forward(self.d, x, self.dh, self.dh[2]).squeeze(1)                      # (2n,)
+        o_real, o_fake = out[:n], out[n:]
+        g_out = self.g_out.squeeze(1)
+        if loss == "hinge":
+            self.loss_d = F.relu(1 - o_real).sum() + F.relu(1 + o_fake).sum()
+            torch.lt(o_real, 1, out=g_out[:n]).neg_()
+            torch.gt(o_fake, -1, out=g_out[n:])
+            self.stats = torch.sigmoid(o_real).sum(), torch.sigmoid(o_fake).sum()
+        else:
+            self.loss_d = F.softplus(-o_real).sum() + F.softplus(o_fake).sum()
+            torch.sigmoid(out, out=g_out)
+            self.stats = g_out[:n].sum(), g_out[n:].sum()
+            g_out[:n].sub_(1)
+        g_out.div_(B)
+        grad_in = _backward(self.d, self.g_out, [x, self.dh[0], self.dh[1]], self.d_grads,
+                            upto_input=D.embed is not None)
+        if D.embed is not None:
+            self.grad[D.embed.weight].zero_().index_add_(0, torch.cat([y, y]), grad_in[:, P:])
+
+    def g_part(self, B: int, loss: str) -> None:
+        """G's gradients from these rows, through the updated, frozen D."""
+        P, G, n = self.pixels, self.G, self.n
+        xf = self.dx[n:]
+        o = _forward(self.d, xf, self.dh, self.dh[2][:n]).squeeze(1)                    # (n,)
+        if loss == "hinge":
+            self.loss_g = -o.sum()
+            g_o = torch.full_like(o, -1.0 / B)
+        else:
+            self.loss_g = F.softplus(-o).sum()
+            g_o = torch.sigmoid(o).sub_(1).div_(B)
+        g_x = _backward(self.d, g_o[:, None], [xf, self.dh[0][:n], self.dh[1][:n]], None, upto_input=True)[:, :P]
+        g_a3 = torch.ops.aten.sigmoid_backward(g_x, self.fake)
+        g_in_grad = _backward(self.g, g_a3, [self.g_in, self.gh[0], self.gh[1]], self.g_grads,
+                              upto_input=G.embed is not None)
+        if G.embed is not None:
+            self.grad[G.embed.weight].zero_().index_add_(0, self.y, g_in_grad[:, self.z.shape[1]:])
+
+
+def _rows_into(dst: torch.Tensor, rows: torch.Tensor) -> None:
+    """Real rows into a float buffer: uint8 pixels scaled to [0, 1] there, as
+    ``rows.float() / 255`` would (the same float32 values), or floats copied."""
+    dst.copy_(rows)
+    if rows.dtype == torch.uint8:
+        dst.div_(255.0)
+
+
+@contextmanager
+def threads(n: int):
+    """torch's intra-op thread count set to ``n`` for the block."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
+class _Layout:
+    """Where each tensor lives in the shared file (float32 elements): G and D parameters,
+    the second shard's gradients, rows (real, noise, labels as floats) and 4 sums out."""
+
+    def __init__(self, model_cfg, rows: int, sizes: list[tuple[int, ...]]):
+        shapes = [*sizes, *sizes, (rows, model_cfg.pixels), (rows, model_cfg.z_dim), (rows,), (4,)]
+        self.shapes, self.offsets, total = shapes, [], 0
+        for shape in shapes:
+            self.offsets.append(total)
+            total += int(torch.Size(shape).numel())
+        self.total, self.count = total, len(sizes)
+
+    def views(self, flat: torch.Tensor):
+        """(parameters, gradients, real, z, y, out) as views of ``flat``."""
+        vs = [flat[o:o + int(torch.Size(s).numel())].view(s) for o, s in zip(self.offsets, self.shapes)]
+        k = self.count
+        return vs[:k], vs[k:2 * k], vs[2 * k], vs[2 * k + 1], vs[2 * k + 2], vs[2 * k + 3]
+
+
+def _shared_file(elements: int) -> tuple[str, torch.Tensor]:
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, path = tempfile.mkstemp(prefix="ganvirt-mlp-", dir=folder)
+    try:
+        os.ftruncate(fd, elements * 4)
+    finally:
+        os.close(fd)
+    return path, torch.from_file(path, shared=True, size=elements, dtype=torch.float32)
+
+
+class _Helper:
+    """The parent's end of one helper process: one byte per command, ``k`` or an error back."""
+
+    _idle: list["_Helper"] = []
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        # single-threaded, and finding this very package whatever the caller's sys.path
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen([sys.executable, "-m", "gan.mlp_step"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, bufsize=0)
+
+    @classmethod
+    def take(cls) -> "_Helper":
+        with cls._lock:
+            while cls._idle:
+                helper = cls._idle.pop()
+                if helper.proc.poll() is None:
+                    return helper
+        return cls()
+
+    @classmethod
+    def give_back(cls, helper: "_Helper") -> None:
+        if helper.proc.poll() is None:
+            with cls._lock:
+                cls._idle.append(helper)
+
+    def send(self, command: bytes) -> None:
+        try:
+            os.write(self.proc.stdin.fileno(), command)
+        except BrokenPipeError:
+            raise RuntimeError(f"the MLP step's helper process failed: it exited with code {self.proc.wait()}") from None
+
+    def wait(self) -> None:
+        fd = self.proc.stdout.fileno()
+        reply = _read1(fd, spin_s=0.05)
+        if reply != b"k":
+            detail = b""
+            while reply == b"e" and not detail.endswith(b"\n") and (more := _read1(fd, 0.0)):
+                detail += more
+            self.proc.kill()
+            raise RuntimeError(f"the MLP step's helper process failed: {detail.decode(errors='replace').strip() or 'it exited'}")
+
+
+def _read1(fd: int, spin_s: float) -> bytes:
+    """One byte from ``fd`` (b"" at its end): polled for up to ``spin_s`` seconds, as a reply
+    comes within a millisecond and waking a sleeping process costs about a tenth of that,
+    then waited for. The pipe, not shared memory, carries the signal, so the data written
+    into the shared file before it is visible to the reader on any CPU."""
+    os.set_blocking(fd, False)
+    deadline = time.perf_counter() + spin_s
+    try:
+        while True:
+            try:
+                return os.read(fd, 1)
+            except BlockingIOError:
+                if time.perf_counter() > deadline:
+                    select.select([fd], [], [])
+    finally:
+        os.set_blocking(fd, True)
+
+
+def _serve() -> None:
+    """The helper process: set up a shard over a shared file, then run its halves on request."""
+    from gan.models import ModelConfig, build
+
+    torch.set_num_threads(1)
+    shard = None
+    while command := _read1(0, spin_s=0.005):
+        try:
+            with torch.no_grad():
+                if command == b"s":
+                    line = b""
+                    while not line.endswith(b"\n"):
+                        line += os.read(0, 65536)
+                    setup = json.loads(line)
+                    model = ModelConfig(**setup["model"])
+                    G, D = build(model, seed=0)
+                    params = [*G.parameters(), *D.parameters()]
+                    layout = _Layout(model, setup["rows"], [tuple(p.shape) for p in params])
+                    flat = torch.from_file(setup["path"], shared=True, size=layout.total, dtype=torch.float32)
+                    values, grads, real, z, y, out = layout.views(flat)
+                    for p, v in zip(params, values):
+                        p.data = v
+                    shard, B, loss = _Shard(G, D, setup["rows"], grads), setup["batch"], setup["loss"]
+                elif command == b"d":
+                    shard.d_part(real, y.long() if G.embed is not None else None, z, B, loss)
+                    out[0], out[2], out[3] = shard.loss_d, *shard.stats
+                elif command == b"g":
+                    shard.g_part(B, loss)
+                    out[1] = shard.loss_g
+            os.write(1, b"k")
+        except Exception as exc:  # told to the parent, which raises it
+            os.write(1, b"e" + f"{type(exc).__name__}: {exc}".replace("\n", " ").encode() + b"\n")
+
+
+class MLPStep:
+    """One D update and one G update of an MLP GAN, without autograd, in two shards."""
+
+    def __init__(self, G: nn.Module, D: nn.Module, batch: int, loss: str, helper: bool | None = None):
         if loss not in ("bce", "hinge"):
             raise ValueError(f"loss {loss!r}: expected 'bce' or 'hinge'")
         self.G, self.D, self.B, self.loss = G, D, batch, loss
-        self.g = [G.net[0], G.net[2], G.net[4]]
-        self.d = [D.net[0], D.net[2], D.net[4]]
-        self.pixels = G.cfg.pixels
-        for p in (*G.parameters(), *D.parameters()):
+        self.params = [*G.parameters(), *D.parameters()]
+        self.n_g = len(list(G.parameters()))
+        for p in self.params:
             p.grad = torch.zeros_like(p)  # written in place every step, read by the optimisers
-        B, H, P = batch, self.g[0].out_features, self.pixels
-        e = lambda *shape: torch.empty(*shape, dtype=torch.float32)  # noqa: E731
-        # activations after each layer (leaky ReLU in place: its sign is the pre-activation's);
-        # G on B rows; D on 2B (real, fake), then on the B fakes; D's input rows hold the data
-        self.gh = [e(B, H), e(B, H)]
-        self.dx = e(2 * B, P + (D.embed.embedding_dim if D.embed is not None else 0))
-        self.dh = [e(2 * B, H), e(2 * B, H), e(2 * B, 1)]
-        self.g_out = e(2 * B, 1)
+        rows = [batch // 2, batch - batch // 2] if batch >= 2 else [batch]
+        self.cut = rows[0]
+        self.shards = [_Shard(G, D, rows[0], [p.grad for p in self.params])]
         self.optimisers: dict[int, _DirectAdam] = {}
+        self.helper: _Helper | None = None
+        self._finalizer = None
+        if len(rows) == 1:
+            return
+        if helper if helper is not None else HELPER and torch.get_num_threads() >= 2:
+            try:
+                self._start_helper(rows[1])
+            except (OSError, RuntimeError) as exc:  # no helper: the same arithmetic here, slower
+                warnings.warn(f"MLP step: no helper process ({exc}); both shards run in this process", stacklevel=2)
+        if self.helper is None:  # the second shard here, after the first
+            self.shards.append(_Shard(G, D, rows[1], [torch.zeros_like(p) for p in self.params]))
 
-    # ------------------------------------------------------------------ pieces
+    def _start_helper(self, rows: int) -> None:
+        layout = _Layout(self.G.cfg, rows, [tuple(p.shape) for p in self.params])
+        path, flat = _shared_file(layout.total)
+        try:
+            self.values, self.grads, self.real, self.z, self.y, self.out = layout.views(flat)
+            self._publish(0, len(self.params))
+            helper = _Helper.take()
+            setup = {"path": path, "model": asdict(self.G.cfg), "rows": rows, "batch": self.B, "loss": self.loss}
+            helper.send(b"s" + json.dumps(setup).encode() + b"\n")
+            helper.wait()
+        finally:
+            os.unlink(path)  # both processes have it mapped
+        self.helper = helper
+        self._finalizer = weakref.finalize(self, _Helper.give_back, helper)
 
-    @staticmethod
-    def _forward(layers, x, post, last):
-        """x → leaky(addmm) → leaky(addmm) → addmm into ``last``; hidden outputs into ``post``."""
-        n = len(x)
-        for i in range(2):
-            h = torch.addmm(layers[i].bias, x, layers[i].weight.t(), out=post[i][:n])
-            x = torch.nn.functional.leaky_relu_(h, SLOPE)
-        return torch.addmm(layers[2].bias, x, layers[2].weight.t(), out=last)
+    def close(self) -> None:
+        """Hand the helper process back for the next run (also done when this step is freed)."""
+        if self._finalizer is not None:
+            self._finalizer()
 
-    @staticmethod
-    def _backward(layers, g, inputs, grads: bool, upto_input: bool):
-        """Back through three linear layers (leaky ReLUs between) from ``g``, the gradient at
-        the last layer's output. ``inputs``: each layer's input. ``grads``: write weight and
-        bias gradients; ``upto_input``: return the gradient at the first layer's input."""
-        for i in (2, 1, 0):
-            layer = layers[i]
-            if grads:
-                torch.mm(g.t(), inputs[i], out=layer.weight.grad)
-                torch.sum(g, 0, out=layer.bias.grad)
-            if i == 0 and not upto_input:
-                return None
-            g = torch.mm(g, layer.weight)
-            if i > 0:  # through the leaky ReLU whose output is this layer's input
-                g = torch.ops.aten.leaky_relu_backward(g, inputs[i], SLOPE, True)
-        return g
+    def _publish(self, lo: int, hi: int) -> None:
+        """Parameters lo..hi (G's, then D's) into the shared file for the helper."""
+        with torch.no_grad():
+            for p, v in zip(self.params[lo:hi], self.values[lo:hi]):
+                v.copy_(p)
 
     def _adam(self, opt: torch.optim.Optimizer) -> _DirectAdam:
         if id(opt) not in self.optimisers:
             self.optimisers[id(opt)] = _DirectAdam(opt)
         return self.optimisers[id(opt)]
 
-    # ------------------------------------------------------------------ the step
+    def _sum_grads(self, lo: int, hi: int) -> None:
+        second = self.grads if self.helper is not None else [self.shards[1].grad[p] for p in self.params] \
+            if len(self.shards) > 1 else None
+        if second is not None:
+            for p, g in zip(self.params[lo:hi], second[lo:hi]):
+                p.grad.add_(g)
 
     def step(self, real: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor,
              opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer, all_mean=lambda ts: None) -> torch.Tensor:
-        """``real`` (B, pixels) in [0, 1], labels ``y`` (B,) or None, noise ``z`` (B, z_dim).
-        Returns (loss_d, loss_g, D(real), D(fake)) like ``gan.train._step``."""
-        B, P, G, D = self.B, self.pixels, self.G, self.D
-        x = self.dx
-        with torch.no_grad():
-            # ---- G forward, its images written straight into D's input rows B..2B
-            g_in = z if G.embed is None else torch.cat([z, G.embed.weight.index_select(0, y)], 1)
-            fake = x[B:, :P]
-            torch.sigmoid(self._forward(self.g, g_in, self.gh, None), out=fake)
-
-            # ---- D on real and fake together
-            x[:B, :P].copy_(real)
-            if D.embed is not None:
-                e = D.embed.weight.index_select(0, y)
-                x[:B, P:].copy_(e)
-                x[B:, P:].copy_(e)
-            out = self._forward(self.d, x, self.dh, self.dh[2]).squeeze(1)              # (2B,)
-            o_real, o_fake = out[:B], out[B:]
-            g_out = self.g_out.squeeze(1)
-            if self.loss == "hinge":
-                loss_d = F.relu(1 - o_real).mean() + F.relu(1 + o_fake).mean()
-                torch.lt(o_real, 1, out=g_out[:B]).neg_()
-                torch.gt(o_fake, -1, out=g_out[B:])
-                stats_real, stats_fake = torch.sigmoid(o_real).mean(), torch.sigmoid(o_fake).mean()
-            else:
-                loss_d = F.softplus(-o_real).mean() + F.softplus(o_fake).mean()
-                torch.sigmoid(out, out=g_out)
-                stats_real, stats_fake = g_out[:B].mean(), g_out[B:].mean()
-                g_out[:B].sub_(1)
-            g_out.div_(B)
-            grad_in = self._backward(self.d, self.g_out, [x, self.dh[0], self.dh[1]], grads=True,
-                                     upto_input=D.embed is not None)
-            if D.embed is not None:
-                D.embed.weight.grad.zero_().index_add_(0, torch.cat([y, y]), grad_in[:, P:])
-            all_mean(p.grad for p in D.parameters())
+        """``real`` (B, pixels): floats in [0, 1] or uint8 pixels; labels ``y`` (B,) or None,
+        noise ``z`` (B, z_dim). Returns (loss_d, loss_g, D(real), D(fake)) like ``gan.train._step``."""
+        B, loss, c, first, n_g, n = self.B, self.loss, self.cut, self.shards[0], self.n_g, len(self.params)
+        part = lambda t, lo, hi: None if t is None else t[lo:hi]  # noqa: E731
+        # every shard single-threaded, here or in the helper: the same arithmetic either way
+        with torch.no_grad(), threads(1):
+            if self.helper is not None:
+                _rows_into(self.real, real[c:])
+                self.z.copy_(z[c:])
+                if y is not None:
+                    self.y.copy_(y[c:])
+                self.helper.send(b"d")
+            elif len(self.shards) > 1:
+                self.shards[1].d_part(real[c:], part(y, c, B), z[c:], B, loss)
+            first.d_part(real[:c], part(y, 0, c), z[:c], B, loss)
+            if self.helper is not None:
+                self.helper.wait()
+            self._sum_grads(n_g, n)
+            all_mean(p.grad for p in self.params[n_g:])
             self._adam(opt_d).step()
-
-            # ---- G step through the updated, frozen D
-            xf = x[B:]
-            o = self._forward(self.d, xf, self.dh, self.dh[2][:B]).squeeze(1)           # (B,)
-            if self.loss == "hinge":
-                loss_g = -o.mean()
-                g_o = torch.full_like(o, -1.0 / B)
-            else:
-                loss_g = F.softplus(-o).mean()
-                g_o = torch.sigmoid(o).sub_(1).div_(B)
-            g_x = self._backward(self.d, g_o[:, None], [xf, self.dh[0][:B], self.dh[1][:B]],
-                                 grads=False, upto_input=True)[:, :P]
-            g_a3 = torch.ops.aten.sigmoid_backward(g_x, fake)
-            g_in_grad = self._backward(self.g, g_a3, [g_in, self.gh[0], self.gh[1]], grads=True,
-                                       upto_input=G.embed is not None)
-            if G.embed is not None:
-                G.embed.weight.grad.zero_().index_add_(0, y, g_in_grad[:, z.shape[1]:])
-            all_mean(p.grad for p in G.parameters())
+            if self.helper is not None:
+                self._publish(n_g, n)
+                self.helper.send(b"g")
+            elif len(self.shards) > 1:
+                self.shards[1].g_part(B, loss)
+            first.g_part(B, loss)
+            if self.helper is not None:
+                self.helper.wait()
+            self._sum_grads(0, n_g)
+            all_mean(p.grad for p in self.params[:n_g])
             self._adam(opt_g).step()
-            return torch.stack([loss_d, loss_g, stats_real, stats_fake])
+            if self.helper is not None:
+                self._publish(0, n_g)
+            stats = torch.stack([first.loss_d, first.loss_g, *first.stats])
+            if self.helper is not None:
+                stats = stats + self.out
+            elif len(self.shards) > 1:
+                second = self.shards[1]
+                stats = stats + torch.stack([second.loss_d, second.loss_g, *second.stats])
+            return stats / B
+
+
+if __name__ == "__main__":
+    _serve()

@@ -256,3 +256,38 @@ def test_handwritten_mlp_step_matches_autograd(classes, loss):
             scale = p.grad.abs().max().item() + 1e-12
             assert (p.grad - q.grad).abs().max().item() <= 1e-5 * scale, f"{net}.{name}"
             torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+
+
+def _mlp_steps(helper: bool, steps: int = 5):
+    """``steps`` hand-written steps of a conditional MLP GAN on fixed random batches; the
+    step, its parameters (G's then D's), the last step's statistics and the optimisers."""
+    from gan.mlp_step import MLPStep
+
+    model = ModelConfig(kind="mlp", channels=1, height=28, width=28, num_classes=10)
+    G, D = build(model, seed=1)
+    step = MLPStep(G, D, 64, "bce", helper=helper)
+    opt_d, opt_g = (torch.optim.Adam(m.parameters(), lr=1e-3, betas=(0.5, 0.999), fused=True) for m in (D, G))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        real = torch.randint(0, 256, (64, 784), generator=g, dtype=torch.uint8)
+        y, z = torch.randint(0, 10, (64,), generator=g), torch.randn(64, model.z_dim, generator=g)
+        stats = step.step(real, y, z, opt_d, opt_g)
+    return step, [p.detach().clone() for p in (*G.parameters(), *D.parameters())], stats, (opt_d, opt_g)
+
+
+def test_mlp_helper_process_changes_nothing_but_the_speed():
+    """The second shard in the helper process or in this one: bit-identical weights and losses."""
+    there, here = _mlp_steps(helper=True), _mlp_steps(helper=False)
+    assert there[0].helper is not None and here[0].helper is None
+    there[0].close()
+    for i, (a, b) in enumerate(zip(there[1], here[1])):
+        assert torch.equal(a, b), f"parameter {i}"
+    assert torch.equal(there[2], here[2])
+
+
+def test_mlp_helper_process_that_dies_is_a_clear_error():
+    step, _, _, optimisers = _mlp_steps(helper=True, steps=1)
+    step.helper.proc.kill()
+    step.helper.proc.wait()
+    with pytest.raises(RuntimeError, match=r"the MLP step's helper process failed: it exited with code -9"):
+        step.step(torch.zeros(64, 784), torch.zeros(64, dtype=torch.long), torch.zeros(64, 100), *optimisers)
