@@ -238,6 +238,7 @@ class _Helper:
                "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "gan.mlp_step"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, bufsize=0)
+        self.pending = 0  # commands sent and not yet answered
 
     @classmethod
     def take(cls) -> "_Helper":
@@ -250,6 +251,12 @@ class _Helper:
 
     @classmethod
     def give_back(cls, helper: "_Helper") -> None:
+        """Back to the idle list, unless it is gone or a step was left half done (an exception
+        or an interrupt between a command and its answer): then it is stopped."""
+        if helper.pending:
+            helper.proc.kill()
+            helper.proc.wait()
+            return
         if helper.proc.poll() is None:
             with cls._lock:
                 cls._idle.append(helper)
@@ -257,12 +264,14 @@ class _Helper:
     def send(self, command: bytes) -> None:
         try:
             os.write(self.proc.stdin.fileno(), command)
+            self.pending += 1
         except BrokenPipeError:
             raise RuntimeError(f"the MLP step's helper process failed: it exited with code {self.proc.wait()}") from None
 
     def wait(self) -> None:
         fd = self.proc.stdout.fileno()
         reply = _read1(fd, spin_s=0.05)
+        self.pending -= 1
         if reply != b"k":
             detail = b""
             while reply == b"e" and not detail.endswith(b"\n") and (more := _read1(fd, 0.0)):
@@ -339,6 +348,7 @@ class MLPStep:
         self.shards = [_Shard(G, D, rows[0], [p.grad for p in self.params])]
         self.optimisers: dict[int, _DirectAdam] = {}
         self.helper: _Helper | None = None
+        self.grads: list[torch.Tensor] | None = None  # the second shard's gradients
         self._finalizer = None
         if len(rows) == 1:
             return
@@ -349,6 +359,7 @@ class MLPStep:
                 warnings.warn(f"MLP step: no helper process ({exc}); both shards run in this process", stacklevel=2)
         if self.helper is None:  # the second shard here, after the first
             self.shards.append(_Shard(G, D, rows[1], [torch.zeros_like(p) for p in self.params]))
+            self.grads = [self.shards[1].grad[p] for p in self.params]
 
     def _start_helper(self, rows: int) -> None:
         layout = _Layout(self.G.cfg, rows, [tuple(p.shape) for p in self.params])
@@ -382,10 +393,9 @@ class MLPStep:
         return self.optimisers[id(opt)]
 
     def _sum_grads(self, lo: int, hi: int) -> None:
-        second = self.grads if self.helper is not None else [self.shards[1].grad[p] for p in self.params] \
-            if len(self.shards) > 1 else None
-        if second is not None:
-            for p, g in zip(self.params[lo:hi], second[lo:hi]):
+        """The second shard's gradients of parameters lo..hi added to the first's (in .grad)."""
+        if self.grads is not None:
+            for p, g in zip(self.params[lo:hi], self.grads[lo:hi]):
                 p.grad.add_(g)
 
     def step(self, real: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor,

@@ -101,6 +101,7 @@ class TemporaryPrefect:
         self.log = settings.home() / "logs" / "prefect-temporary-server.log"
         self.services = Services()
         self.ready: Future = Future()
+        self.stopped = False
         self._set_env = {"PREFECT_API_URL": self.api_url}
         if "PREFECT_UI_URL" not in os.environ:
             self._set_env["PREFECT_UI_URL"] = ""  # no UI to link to ("View at ..." lines)
@@ -110,7 +111,7 @@ class TemporaryPrefect:
 
     @classmethod
     def wanted(cls) -> bool:
-        """Ephemeral mode (no API URL in the environment or the active Prefect profile) and
+        """Ephemeral mode (no API URL in the environment, none in Prefect's profiles file) and
         Prefect not imported yet (its settings are read on import)."""
         if "prefect" in sys.modules or os.environ.get("PREFECT_API_URL"):
             return False
@@ -130,8 +131,9 @@ class TemporaryPrefect:
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         for key in self._set_env:
             env.pop(key)
+        site = Path(find_spec("prefect").origin).parents[1]  # found without importing Prefect
         self.services.start(self.NAME, [
-            sys.executable, "-m", "uvicorn", "--app-dir", str(Path(find_spec("prefect").origin).parents[1]), "--factory", "prefect.server.api.server:create_app",
+            sys.executable, "-m", "uvicorn", "--app-dir", str(site), "--factory", "prefect.server.api.server:create_app",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
             env, self.log)
         timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
@@ -142,7 +144,11 @@ class TemporaryPrefect:
         return self.ready.result()
 
     def stop(self) -> None:
-        """Send what Prefect still queues (logs, events) while the server is up, then stop it."""
+        """Send what Prefect still queues (logs, events) while the server is up, then stop it.
+        Once: the exit hook finds it stopped."""
+        if self.stopped:
+            return
+        self.stopped = True
         if "prefect.logging.handlers" in sys.modules and self.ready.done() and not self.ready.exception():
             from prefect.events.worker import EventsWorker
             from prefect.logging.handlers import APILogWorker

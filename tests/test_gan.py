@@ -291,3 +291,16 @@ def test_mlp_helper_process_that_dies_is_a_clear_error():
     step.helper.proc.wait()
     with pytest.raises(RuntimeError, match=r"the MLP step's helper process failed: it exited with code -9"):
         step.step(torch.zeros(64, 784), torch.zeros(64, dtype=torch.long), torch.zeros(64, 100), *optimisers)
+
+
+def test_a_step_left_half_done_stops_its_helper():
+    """An interrupt between a command and its answer: the helper is not handed to the next run
+    (it would answer the old command), it is stopped."""
+    from gan.mlp_step import _Helper
+
+    step, *_ = _mlp_steps(helper=True, steps=1)
+    helper = step.helper
+    helper.send(b"d")
+    step.close()
+    assert helper.proc.wait(timeout=30) != 0
+    assert helper not in _Helper._idle
