@@ -35,14 +35,14 @@ test-slow: $(STAMP)
 
 test-all: test test-slow
 
-# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 6 minutes on 2 cores.
+# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 9 minutes on 2 cores.
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput $(BENCH_ARGS)
 	$(PY) -m benchmarks.evaluation
 	$(PY) -m benchmarks.catalog_io
 	$(PY) -m benchmarks.flow_overhead
 
-# Time to quality on MNIST (minutes until TSTR >= 0.95, per model): about 40 minutes on 2 cores.
+# Time to quality on MNIST (minutes until TSTR >= 0.95, per model): about 20 minutes on 2 cores.
 bench-quality: $(STAMP)
 	$(PY) -m benchmarks.time_to_quality
 
