@@ -304,3 +304,17 @@ def test_a_step_left_half_done_stops_its_helper():
     step.close()
     assert helper.proc.wait(timeout=30) != 0
     assert helper not in _Helper._idle
+
+
+def test_spectral_norm_mlp_trains_with_autograd(monkeypatch):
+    """The hand-written step knows plain linear layers only: with spectral norm in D, the MLP
+    trains through autograd (whose gradients reach the parametrised weights)."""
+    import gan.train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the hand-written step was used with spectral norm")
+
+    monkeypatch.setattr(gan.train, "MLPStep", refuse)
+    model = ModelConfig(kind="mlp", height=8, width=8, num_classes=3, hidden=16, spectral_norm=True)
+    res = train(TrainConfig(steps=5, batch_size=8, log_every=5, grid_every=0, checkpoint_every=0), model, *toy_data())
+    assert res.steps == 5 and all(torch.isfinite(p).all() for p in res.discriminator.parameters())
