@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -27,12 +28,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(url: str, body: dict | None = None, method: str | None = None):
+def call(url: str, body: dict | None = None, method: str | None = None, retries: int = 5):
+    """One API call, retried on 503: Prefect's server answers 503 to errors a client should
+    retry (such as a busy SQLite database), and its own client and UI retry them."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or b"null")
+    for attempt in range(retries + 1):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt == retries:
+                raise
+            time.sleep(1 + attempt)
 
 
 def wait_for(fn, timeout: float, what: str):
