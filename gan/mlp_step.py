@@ -12,7 +12,7 @@ losses, gradients and updated weights match autograd's.
 
 Two cores: the batch is cut into two shards whose gradients are summed before each Adam
 update, and with two or more CPU threads the second shard runs in a helper process (``python
--m gan.mlp_step``, one per concurrent run, reused by later runs), each process
+-m gan.mlp_helper``, one per concurrent run, reused by later runs), each process
 single-threaded, the parameters, the shard's rows and its gradients passed through a shared
 memory file. Measured on the 2-core development machine, splitting each small kernel over two
 OpenMP threads sometimes ran no faster than one thread, while two single-threaded processes
@@ -26,12 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 import warnings
 import weakref
 from contextlib import contextmanager
@@ -40,6 +34,8 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gan.mlp_helper import Helper, Layout, shared_file
 
 SLOPE = 0.2  # the seed GAN's leaky ReLU
 HELPER = True  # the second shard in a helper process where there are two threads (False: here)
@@ -196,142 +192,6 @@ def threads(n: int):
             torch.set_num_threads(before)
 
 
-class _Layout:
-    """Where each tensor lives in the shared file (float32 elements): G and D parameters,
-    the second shard's gradients, rows (real, noise, labels as floats) and 4 sums out."""
-
-    def __init__(self, model_cfg, rows: int, sizes: list[tuple[int, ...]]):
-        shapes = [*sizes, *sizes, (rows, model_cfg.pixels), (rows, model_cfg.z_dim), (rows,), (4,)]
-        self.shapes, self.offsets, total = shapes, [], 0
-        for shape in shapes:
-            self.offsets.append(total)
-            total += int(torch.Size(shape).numel())
-        self.total, self.count = total, len(sizes)
-
-    def views(self, flat: torch.Tensor):
-        """(parameters, gradients, real, z, y, out) as views of ``flat``."""
-        vs = [flat[o:o + int(torch.Size(s).numel())].view(s) for o, s in zip(self.offsets, self.shapes)]
-        k = self.count
-        return vs[:k], vs[k:2 * k], vs[2 * k], vs[2 * k + 1], vs[2 * k + 2], vs[2 * k + 3]
-
-
-def _shared_file(elements: int) -> tuple[str, torch.Tensor]:
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    fd, path = tempfile.mkstemp(prefix="ganvirt-mlp-", dir=folder)
-    try:
-        os.ftruncate(fd, elements * 4)
-    finally:
-        os.close(fd)
-    return path, torch.from_file(path, shared=True, size=elements, dtype=torch.float32)
-
-
-class _Helper:
-    """The parent's end of one helper process: one byte per command, ``k`` or an error back."""
-
-    _idle: list["_Helper"] = []
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        # single-threaded, and finding this very package whatever the caller's sys.path
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "gan.mlp_step"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env, bufsize=0)
-        self.pending = 0  # commands sent and not yet answered
-
-    @classmethod
-    def take(cls) -> "_Helper":
-        with cls._lock:
-            while cls._idle:
-                helper = cls._idle.pop()
-                if helper.proc.poll() is None:
-                    return helper
-        return cls()
-
-    @classmethod
-    def give_back(cls, helper: "_Helper") -> None:
-        """Back to the idle list, unless it is gone or a step was left half done (an exception
-        or an interrupt between a command and its answer): then it is stopped."""
-        if helper.pending:
-            helper.proc.kill()
-            helper.proc.wait()
-            return
-        if helper.proc.poll() is None:
-            with cls._lock:
-                cls._idle.append(helper)
-
-    def send(self, command: bytes) -> None:
-        try:
-            os.write(self.proc.stdin.fileno(), command)
-            self.pending += 1
-        except BrokenPipeError:
-            raise RuntimeError(f"the MLP step's helper process failed: it exited with code {self.proc.wait()}") from None
-
-    def wait(self) -> None:
-        fd = self.proc.stdout.fileno()
-        reply = _read1(fd, spin_s=0.05)
-        self.pending -= 1
-        if reply != b"k":
-            detail = b""
-            while reply == b"e" and not detail.endswith(b"\n") and (more := _read1(fd, 0.0)):
-                detail += more
-            self.proc.kill()
-            raise RuntimeError(f"the MLP step's helper process failed: {detail.decode(errors='replace').strip() or 'it exited'}")
-
-
-def _read1(fd: int, spin_s: float) -> bytes:
-    """One byte from ``fd`` (b"" at its end): polled for up to ``spin_s`` seconds, as a reply
-    comes within a millisecond and waking a sleeping process costs about a tenth of that,
-    then waited for. The pipe, not shared memory, carries the signal, so the data written
-    into the shared file before it is visible to the reader on any CPU."""
-    os.set_blocking(fd, False)
-    deadline = time.perf_counter() + spin_s
-    try:
-        while True:
-            try:
-                return os.read(fd, 1)
-            except BlockingIOError:
-                if time.perf_counter() > deadline:
-                    select.select([fd], [], [])
-    finally:
-        os.set_blocking(fd, True)
-
-
-def _serve() -> None:
-    """The helper process: set up a shard over a shared file, then run its halves on request."""
-    from gan.models import ModelConfig, build
-
-    torch.set_num_threads(1)
-    shard = None
-    while command := _read1(0, spin_s=0.005):
-        try:
-            with torch.no_grad():
-                if command == b"s":
-                    line = b""
-                    while not line.endswith(b"\n"):
-                        line += os.read(0, 65536)
-                    setup = json.loads(line)
-                    model = ModelConfig(**setup["model"])
-                    G, D = build(model, seed=0)
-                    params = [*G.parameters(), *D.parameters()]
-                    layout = _Layout(model, setup["rows"], [tuple(p.shape) for p in params])
-                    flat = torch.from_file(setup["path"], shared=True, size=layout.total, dtype=torch.float32)
-                    values, grads, real, z, y, out = layout.views(flat)
-                    for p, v in zip(params, values):
-                        p.data = v
-                    shard, B, loss = _Shard(G, D, setup["rows"], grads), setup["batch"], setup["loss"]
-                elif command == b"d":
-                    shard.d_part(real, y.long() if G.embed is not None else None, z, B, loss)
-                    out[0], out[2], out[3] = shard.loss_d, *shard.stats
-                elif command == b"g":
-                    shard.g_part(B, loss)
-                    out[1] = shard.loss_g
-            os.write(1, b"k")
-        except Exception as exc:  # told to the parent, which raises it
-            os.write(1, b"e" + f"{type(exc).__name__}: {exc}".replace("\n", " ").encode() + b"\n")
-
-
 class MLPStep:
     """One D update and one G update of an MLP GAN, without autograd, in two shards."""
 
@@ -347,7 +207,7 @@ class MLPStep:
         self.cut = rows[0]
         self.shards = [_Shard(G, D, rows[0], [p.grad for p in self.params])]
         self.optimisers: dict[int, _DirectAdam] = {}
-        self.helper: _Helper | None = None
+        self.helper: Helper | None = None
         self.grads: list[torch.Tensor] | None = None  # the second shard's gradients
         self._finalizer = None
         if len(rows) == 1:
@@ -362,19 +222,19 @@ class MLPStep:
             self.grads = [self.shards[1].grad[p] for p in self.params]
 
     def _start_helper(self, rows: int) -> None:
-        layout = _Layout(self.G.cfg, rows, [tuple(p.shape) for p in self.params])
-        path, flat = _shared_file(layout.total)
+        layout = Layout(self.G.cfg, rows, [tuple(p.shape) for p in self.params])
+        path, flat = shared_file(layout.total)
         try:
             self.values, self.grads, self.real, self.z, self.y, self.out = layout.views(flat)
             self._publish(0, len(self.params))
-            helper = _Helper.take()
+            helper = Helper.take()
             setup = {"path": path, "model": asdict(self.G.cfg), "rows": rows, "batch": self.B, "loss": self.loss}
             helper.send(b"s" + json.dumps(setup).encode() + b"\n")
             helper.wait()
         finally:
             os.unlink(path)  # both processes have it mapped
         self.helper = helper
-        self._finalizer = weakref.finalize(self, _Helper.give_back, helper)
+        self._finalizer = weakref.finalize(self, Helper.give_back, helper)
 
     def close(self) -> None:
         """Hand the helper process back for the next run (also done when this step is freed)."""
@@ -440,7 +300,3 @@ class MLPStep:
                 second = self.shards[1]
                 stats = stats + torch.stack([second.loss_d, second.loss_g, *second.stats])
             return stats / B
-
-
-if __name__ == "__main__":
-    _serve()

@@ -296,7 +296,7 @@ def test_mlp_helper_process_that_dies_is_a_clear_error():
 def test_a_step_left_half_done_stops_its_helper():
     """An interrupt between a command and its answer: the helper is not handed to the next run
     (it would answer the old command), it is stopped."""
-    from gan.mlp_step import _Helper
+    from gan.mlp_helper import Helper as _Helper
 
     step, *_ = _mlp_steps(helper=True, steps=1)
     helper = step.helper
