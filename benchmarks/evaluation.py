@@ -24,7 +24,8 @@ from gan.metrics import EvalSets, compute, privacy
 from gan.models import ModelConfig
 from gan.sampling import sample
 from gan.train import TrainConfig, train
-from ganvirt import snapshots, sources
+from snapshots import sources
+from snapshots import store as snapshots
 
 TARGET_S = 30.0  # issue 7 (issue 3 asked for 60)
 

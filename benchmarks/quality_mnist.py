@@ -24,7 +24,9 @@ from flows.params import MODEL_DEFAULTS
 from gan.evaluate import EvalConfig, fit_extractor, make_probe, real_split, score
 from gan.models import ModelConfig
 from gan.train import TrainConfig, train
-from ganvirt import report, snapshots, sources
+from snapshots import sources
+from snapshots import store as snapshots
+from tasks import report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = {  # model → (batch size, peak lr, width, lr schedule): each model's own good settings

@@ -27,7 +27,8 @@ from gan.features import accuracy, train_classifier
 from gan.models import ModelConfig
 from gan.sampling import balanced_labels, sample
 from gan.train import TrainConfig, train
-from ganvirt import snapshots, sources
+from snapshots import sources
+from snapshots import store as snapshots
 
 BAR = 0.95
 

@@ -1,13 +1,12 @@
 """The static catalog pages: ``index.html`` at the root (every dataset, its latest version's
 headline metrics with their gate status) and ``NAME/index.html`` (every version: preview grid,
 metrics against thresholds, lineage, the ``ganvirt pull`` command). Plain HTML with relative
-links: it works opened from a folder or served from a bucket's static hosting."""
+links: it works opened from a folder or served from a bucket's static hosting. Pure functions of
+the manifests: ``catalog.store`` reads them and writes the pages."""
 
 from __future__ import annotations
 
 import html
-
-from catalog.store import filesystem, manifest, names, versions_of
 
 HEADLINE = ("fid_like", "fid_like_floor", "tstr_accuracy", "trtr_accuracy", "precision", "recall",
             "dcr_share", "mia_auc")
@@ -42,10 +41,11 @@ def _pull(name: str, version: int) -> str:
     return f"ganvirt pull {name}@{version} --to ./{name}-v{version}"
 
 
-def dataset_page(root, name: str) -> str:
+def dataset_page(name: str, manifests: dict[int, dict]) -> str:
+    """The page of dataset ``name``: ``manifests`` maps each version to its manifest."""
     rows = []
-    for v in reversed(versions_of(root, name)):
-        m = manifest(f"{str(root).rstrip('/')}/{name}/{v}")
+    for v in sorted(manifests, reverse=True):
+        m = manifests[v]
         gen, src = m.get("generator", {}), m.get("source", {})
         verdicts = m.get("thresholds", {})
         gate = ("passed" if verdicts and all(t.get("passed") for t in verdicts.values()) else
@@ -67,11 +67,10 @@ def dataset_page(root, name: str) -> str:
     return _doc(f"{name} · ganvirt catalog", body)
 
 
-def root_page(root) -> str:
+def root_page(datasets: dict[str, tuple[list[int], dict]]) -> str:
+    """The root page: ``datasets`` maps each name to (its versions, the latest's manifest)."""
     rows = []
-    for name in names(root):
-        vs = versions_of(root, name)
-        m = manifest(f"{str(root).rstrip('/')}/{name}/{vs[-1]}")
+    for name, (vs, m) in sorted(datasets.items()):
         rows.append(f"<tr><td><a href='{_e(name)}/index.html'>{_e(name)}</a></td><td>{len(vs)}</td>"
                     f"<td>{vs[-1]}</td><td>{_e(m.get('shape', ['?'])[0])}</td>{_metric_cells(m)}"
                     f"<td><code>{_e(_pull(name, vs[-1]))}</code></td></tr>")
@@ -80,13 +79,3 @@ def root_page(root) -> str:
             "gate, red failed. Pull one with the command in its row.</p>"
             f"<table><tr>{head}</tr>{''.join(rows) or '<tr><td>no datasets yet</td></tr>'}</table>")
     return _doc("ganvirt catalog", body)
-
-
-def render(root, name: str | None = None) -> None:
-    """Rewrite the page of dataset ``name`` (every dataset's when None) and the root page, each
-    file written whole, in one put."""
-    fs, base = filesystem(root)
-    fs.makedirs(base, exist_ok=True)
-    for n in ([name] if name else names(root)):
-        fs.pipe_file(f"{base}/{n}/index.html", dataset_page(root, n).encode())
-    fs.pipe_file(f"{base}/index.html", root_page(root).encode())

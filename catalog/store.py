@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from catalog import page
+
 MANIFEST = "manifest.json"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -193,12 +195,25 @@ def _claim(root, name: str) -> int:
 def _refresh_pages(root, name: str) -> None:
     """Regenerate the dataset's page and the root page; a page that cannot be written never
     undoes a publication (the next one rewrites it)."""
-    from catalog import page
-
     try:
-        page.render(root, name)
+        render_pages(root, name)
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         print(f"ganvirt: warning: catalog page not updated ({exc})")
+
+
+def render_pages(root, name: str | None = None) -> None:
+    """Rewrite the page of dataset ``name`` (every dataset's when None) and the root page, each
+    file written whole, in one put."""
+    fs, base = filesystem(root)
+    fs.makedirs(base, exist_ok=True)
+    for n in ([name] if name else names(root)):
+        manifests = {v: manifest(location(root, n, str(v))) for v in versions_of(root, n)}
+        fs.pipe_file(f"{base}/{n}/index.html", page.dataset_page(n, manifests).encode())
+    latest = {}
+    for n in names(root):
+        vs = versions_of(root, n)
+        latest[n] = (vs, manifest(location(root, n, str(vs[-1]))))
+    fs.pipe_file(f"{base}/index.html", page.root_page(latest).encode())
 
 
 # ---------------------------------------------------------------- read

@@ -36,9 +36,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cron", default=DEFAULT_CRON, help=f"virtualize schedule (default {DEFAULT_CRON!r}; '' for none)")
     ap.add_argument("--source", default="digits", help="default source of scheduled runs")
     args = ap.parse_args(argv)
-    from ganvirt import settings
-
-    settings.configure_environment()
     serve(*deployments(args.cron, args.source))
 
 

@@ -12,7 +12,7 @@ from gan.augment import parse as parse_augment
 from gan.evaluate import EvalConfig
 from gan.features import ClassifierConfig
 from gan.train import TrainConfig
-from ganvirt.gates import GatePolicy
+from tasks.gates import GatePolicy
 
 # Each model's own defaults, filled in where a run does not set the field: the seed MLP is
 # cheap per step; the DCGAN's budget (20,000 steps of 64, about 14 minutes on 2 CPU cores), its
@@ -23,22 +23,27 @@ MODEL_DEFAULTS: dict[str, dict] = {
 }
 
 
+def per_model(field: str) -> str:
+    """'default: 8000 (mlp) / 20000 (dcgan)' for a field that MODEL_DEFAULTS fills."""
+    return "default: " + " / ".join(f"{d[field] if d[field] != '' else 'none'} ({m})" for m, d in MODEL_DEFAULTS.items())
+
+
 class TrainParams(BaseModel):
     model: str = Field("mlp", description="generator family: 'mlp' (the seed GAN) or 'dcgan' (conditional conv GAN)")
     width: int | None = Field(None, ge=4, le=4096, description="hidden width (mlp) or base channels (dcgan); default 128 / 64")
-    steps: int = Field(8_000, ge=1, le=10_000_000, description="generator updates")
-    batch_size: int = Field(128, ge=1, le=65_536, description="images per step")
+    steps: int = Field(8_000, ge=1, le=10_000_000, description=f"generator updates; {per_model('steps')}")
+    batch_size: int = Field(128, ge=1, le=65_536, description=f"images per step; {per_model('batch_size')}")
     lr: float = Field(2e-4, gt=0, le=1, description="Adam learning rate, both networks; default 2e-4 (mlp, the seed's) / 8e-4 (dcgan)")
     loss: Literal["bce", "hinge"] = Field("bce", description="non-saturating BCE or hinge")
     lr_schedule: Literal["constant", "cosine"] | None = Field(None, description="learning rate over the steps: constant, or cosine decay to 0; default constant (mlp) / cosine (dcgan)")
     ema_beta: float = Field(0.999, ge=0, lt=1, description="EMA decay of the served generator (0: off)")
-    augment: str | None = Field(None, description="DiffAugment policies for the discriminator's inputs: 'translation', 'cutout', both comma-separated, or 'none'")
+    augment: str | None = Field(None, description="DiffAugment policies for the discriminator's inputs: 'translation', 'cutout', both comma-separated, or 'none'; default none")
     seed: int = Field(0, ge=0, description="fixes weights, batches and noise")
     conditional: bool | None = Field(None, description="label-conditional; default: when the source has labels")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("cpu", description="where to train (bf16 autocast on cuda)")
     nproc: int = Field(1, ge=1, le=64, description="DDP processes started by torchrun (one per GPU on cuda; 1: train in the flow's process)")
     checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
-    probe_every: int = Field(0, ge=0, description="steps between FID-like probes; the best EMA is registered (0: none)")
+    probe_every: int = Field(0, ge=0, description=f"steps between FID-like probes; the best EMA is registered (0: none); {per_model('probe_every')}")
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
 
     @field_validator("augment")

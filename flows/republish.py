@@ -7,9 +7,9 @@ from typing import Literal
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from catalog import check_name
 from flows.publication import publish_dataset, task_runner
-from ganvirt import locks
-from ganvirt.settings import check_name
+from tasks import locks
 
 
 class RepublishParams(BaseModel):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
+from catalog import check_name
 from flows.params import VirtualizeParams, name_from_source
 from flows.publication import publish_dataset, task_runner
-from ganvirt import locks
-from ganvirt.settings import check_name
+from tasks import locks
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.register import register

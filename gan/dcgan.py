@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan.models import ModelConfig
+from gan.config import ModelConfig
 
 
 def _base(cfg: ModelConfig) -> tuple[int, int]:

@@ -9,35 +9,13 @@ embedding fed to both networks (``num_classes > 0``), so that synthetic data com
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    kind: str = "mlp"       # a key of MODELS
-    channels: int = 1       # image channels
-    height: int = 28        # image rows
-    width: int = 28         # image columns
-    num_classes: int = 0    # 0: unconditional; K: labels 0..K-1 condition both networks
-    z_dim: int = 100        # noise dimension
-    hidden: int = 128       # width of both hidden layers
-    embed_dim: int = 16     # label embedding size (conditional only)
-    spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
-
-    @property
-    def pixels(self) -> int:
-        return self.channels * self.height * self.width
-
-    @property
-    def conditional(self) -> bool:
-        return self.num_classes > 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from gan.config import ModelConfig
+from gan.dcgan import DCDiscriminator, DCGenerator
 
 
 class MLPGenerator(nn.Module):
@@ -87,16 +65,17 @@ class MLPDiscriminator(nn.Module):
 
 ModelPair = tuple[Callable[[ModelConfig], nn.Module], Callable[[ModelConfig], nn.Module]]
 
-def _dcgan() -> ModelPair:
-    from gan.dcgan import DCDiscriminator, DCGenerator  # gan.dcgan imports ModelConfig from here
-
-    return DCGenerator, DCDiscriminator
-
-
 MODELS: dict[str, ModelPair] = {
     "mlp": (MLPGenerator, MLPDiscriminator),
+    "dcgan": (DCGenerator, DCDiscriminator),
 }
-MODELS["dcgan"] = _dcgan()
+
+
+def xavier_bound(weight: torch.Tensor) -> float:
+    """Glorot's uniform bound sqrt(6 / (fan_in + fan_out)) for a Linear or (transposed)
+    convolution weight: dims 0 and 1 are the channels, the rest the receptive field."""
+    receptive = math.prod(weight.shape[2:])
+    return math.sqrt(6.0 / ((weight.shape[0] + weight.shape[1]) * receptive))
 
 
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
@@ -107,8 +86,7 @@ def init_weights(module: nn.Module, generator: torch.Generator) -> None:
     """
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
-            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            bound = xavier_bound(m.weight)
             with torch.no_grad():
                 m.weight.uniform_(-bound, bound, generator=generator)
                 if m.bias is not None:

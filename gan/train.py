@@ -24,15 +24,12 @@ from torch import nn
 
 from gan import checkpoint
 from gan.augment import augment, parse
-from gan.mlp_step import MLPStep, threads
 from gan.models import ModelConfig, build
 from gan.sampling import grid, sample
 from gan.schedule import SCHEDULES, lr_at
 
 LOSSES = ("bce", "hinge")
 LR_SCHEDULES = SCHEDULES
-# the seed MLP on the CPU trains with the hand-written step (gan/mlp_step.py); False: autograd
-HANDWRITTEN_MLP = True
 
 
 @dataclass(frozen=True)
@@ -146,7 +143,6 @@ class _Run:
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = _adam(self.G, cfg, device)
         self.opt_d = _adam(self.D, cfg, device)
-        self.handwritten: MLPStep | None = None
         self.augment = parse(cfg.augment)
         # batches and noise are drawn where they are used: no host-to-device copy per step on
         # CUDA (there the stream is not the CPU's, so CPU reproducibility is what is promised)
@@ -227,21 +223,11 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     elif checkpoint_path is not None:
         _save(run, cfg, model, checkpoint_path)  # step 0: a run always has a good checkpoint
     batch = cfg.batch_size // run.size  # each rank's shard of a step's batch
-    if HANDWRITTEN_MLP and model.kind == "mlp" and device.type == "cpu" and not run.augment and not model.spectral_norm:
-        run.handwritten = MLPStep(run.G, run.D, batch, cfg.loss)
-    outer = torch.get_num_threads()
-    helper = run.handwritten is not None and run.handwritten.helper is not None
-    try:  # with a helper process on the second core, this one keeps to one thread
-        with threads(1 if helper else outer):
-            return _loop(run, cfg, model, images, labels, device, batch, report, report_grid, probe,
-                         checkpoint_path, outer)
-    finally:
-        if run.handwritten is not None:
-            run.handwritten.close()
+    return _loop(run, cfg, model, images, labels, device, batch, report, report_grid, probe, checkpoint_path)
 
 
 def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, device, batch: int,
-          report, report_grid, probe, checkpoint_path, outer_threads: int) -> TrainResult:
+          report, report_grid, probe, checkpoint_path) -> TrainResult:
     """``train``'s loop, from its current step to the last."""
     x_all = images.to(device)                                   # uint8 (N, C, H, W), on device
     y_all = labels.to(device) if model.conditional else None    # (N,)
@@ -257,9 +243,7 @@ def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, devic
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             losses = _log(run, cfg, sums, report)
         if probe is not None and cfg.probe_every and run.step % cfg.probe_every == 0:
-            with threads(outer_threads):  # the probe's own work on every core
-                stop = _probe(run, cfg, probe, report)
-            if stop:
+            if _probe(run, cfg, probe, report):
                 break  # early stop: no improvement for `patience` probes
         if (cfg.grid_every and run.step % cfg.grid_every == 0) or run.step == cfg.steps:
             report_grid(preview(run.ema, device=device), run.step)
@@ -279,13 +263,10 @@ def _set_lr(run: _Run, cfg: TrainConfig) -> None:
         run.opt_d.param_groups[0]["lr"] = run.opt_g.param_groups[0]["lr"] = lr
 
 
-def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device, scaled: bool = True):
-    """A step's real images (B, C, H, W) in [0, 1] (``scaled``, else as stored: uint8), their
-    labels (B,) or None, and noise."""
+def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device):
+    """A step's real images (B, C, H, W) in [0, 1], their labels (B,) or None, and noise."""
     idx = torch.randint(len(x_all), (batch,), generator=run.rng, device=run.rng.device).to(device)
-    real = x_all.index_select(0, idx)                             # (B, C, H, W) uint8
-    if scaled:
-        real = real.float().div_(255.0)                           # in [0, 1]
+    real = x_all.index_select(0, idx).float().div_(255.0)         # (B, C, H, W) in [0, 1]
     y = y_all.index_select(0, idx) if y_all is not None else None  # (B,)
     z = torch.randn(batch, model.z_dim, generator=run.rng, device=run.rng.device).to(device)
     return real, y, z
@@ -293,9 +274,6 @@ def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device, scal
 
 def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
     """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
-    if run.handwritten is not None:  # the seed MLP on the CPU: the same step without autograd
-        real, y, z = _batch(run, batch, model, x_all, y_all, device, scaled=False)  # scaled into its buffers
-        return run.handwritten.step(real.flatten(1), y, z, run.opt_d, run.opt_g, _all_mean)
     real, y, z = _batch(run, batch, model, x_all, y_all, device)
 
     fake = run.G(z, y)
@@ -360,10 +338,10 @@ def _save(run: _Run, cfg: TrainConfig, model: ModelConfig, path) -> None:
 def update_ema(ema: nn.Module, G: nn.Module, beta: float, step: int) -> None:
     """ema ← beta·ema + (1-beta)·G, with beta warmed up so early steps are not frozen at init."""
     beta = min(beta, (1 + step) / (10 + step))
-    torch._foreach_lerp_(list(ema.parameters()), list(G.parameters()), 1.0 - beta)
-    buffers = list(ema.buffers())
-    if buffers:
-        torch._foreach_copy_(buffers, list(G.buffers()))
+    for e, g in zip(ema.parameters(), G.parameters()):
+        e.lerp_(g, 1.0 - beta)
+    for e, g in zip(ema.buffers(), G.buffers()):  # BatchNorm statistics: copied, not averaged
+        e.copy_(g)
 
 
 def preview(G: nn.Module, n: int = 100, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:

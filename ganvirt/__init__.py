@@ -1,1 +1,2 @@
-"""ganvirt: GAN data virtualization (CLI, settings, sources, snapshots, gates)."""
+"""ganvirt: GAN data virtualization. This package is the front door: the ``ganvirt`` CLI,
+``ganvirt up`` and the settings; the work happens in flows/, tasks/ and the libraries below."""

@@ -9,11 +9,12 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
-from ganvirt import locks, settings
+from ganvirt import flags, settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(run_flags="run" in argv)
     args = parser.parse_args(argv)
     try:
         settings.configure_environment()
@@ -80,7 +81,9 @@ def one_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``run_flags`` False leaves out ``run``'s flags, which come from the flow's
+    parameter models (importing them imports torch: not worth it for the other commands)."""
     parser = argparse.ArgumentParser(prog="ganvirt", description=(
         "GAN data virtualization: train a GAN on real data, evaluate it, register the generator "
         "in MLflow and publish a synthetic dataset. State lives under GANVIRT_HOME (default ./.ganvirt)."))
@@ -88,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print full tracebacks (by default an error is one line; the flow run's log keeps the traceback)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _add_run(sub)
+    _add_run(sub, run_flags)
 
     ds = sub.add_parser("datasets", help="list published datasets, or show one version's lineage",
                         description="List published datasets (or the versions of one) with headline metrics; "
@@ -136,60 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(sub) -> None:
+def _add_run(sub, with_flags: bool) -> None:
     run = sub.add_parser("run", help="run the whole flow once (ingest, train, evaluate, register, publish)",
-                         description="Run the virtualize flow once on a source and publish the result if every gate passes.")
-    run.add_argument("--source", default="digits", help="'digits' (default), an IDX folder, comma-separated IDX files or http(s) URLs, an image folder (one sub-folder per class) or an .npz")
-    run.add_argument("--name", help="dataset name (default: derived from the source)")
-    run.add_argument("--model", default="mlp", help="'mlp' (the seed GAN, default) or 'dcgan' (conditional conv GAN)")
-    run.add_argument("--steps", type=int, help="generator updates (default: 8000 mlp, 20000 dcgan)")
-    run.add_argument("--batch-size", type=int, help="images per step (default: 128 mlp, 64 dcgan)")
-    run.add_argument("--lr", type=float, help="Adam learning rate (default: 2e-4 mlp, the seed GAN's; 8e-4 dcgan)")
-    run.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning rate over the steps: constant, or cosine decay to 0 (default: constant mlp, cosine dcgan)")
-    run.add_argument("--loss", default="bce", help="'bce' (non-saturating, default) or 'hinge'")
-    run.add_argument("--augment", help="DiffAugment for the discriminator: 'translation', 'cutout', both comma-separated, or 'none' (default)")
-    run.add_argument("--device", default="cpu", help="auto, cpu (default), cuda or mps")
-    run.add_argument("--nproc", type=int, default=1, help="train with DDP in N processes launched by torchrun (one per GPU on cuda; default 1: in-process)")
-    run.add_argument("--probe-every", type=int, help="steps between FID-like probes; the best EMA generator is registered (default: off for mlp, 1000 for dcgan)")
-    run.add_argument("--checkpoint-every", type=int, default=1000, help="steps between resumable checkpoints (default 1000; 0: none)")
-    run.add_argument("--patience", type=int, default=0, help="probes without improvement before stopping early (default 0: never)")
-    run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    run.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
-                     help="label-conditional generator (default: when the source has labels)")
-    run.add_argument("--holdout", type=float, default=0.2, help="real data held out for evaluation (default 0.2)")
-    run.add_argument("--eval-samples", type=int, default=10_000,
-                     help="generated images scored against the real holdout (default 10000)")
-    run.add_argument("--classifier-steps", type=int, default=1_000,  # gan.features.ClassifierConfig.steps
-                     help="training steps of the feature extractor and the TSTR/TRTR classifiers (default 1000)")
-    run.add_argument("-n", "--publish-n", type=int, default=10_000, help="images to publish (default 10000)")
-    run.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE",
-                     help="override a gate threshold, e.g. --gate min_tstr_accuracy=0.9 (fields: "
-                          "max_fid_ratio, max_kid, min_precision, min_recall, min_tstr_accuracy, "
-                          "max_dcr_share, max_near_copy_share, max_mia_auc)")
+                         description="Run the virtualize flow once on a source and publish the result if every "
+                                     "gate passes. The flags are the flow's parameters (the Prefect UI's form).")
+    if with_flags:
+        from flows.params import VirtualizeParams
+
+        flags.add_model(run, VirtualizeParams)
     run.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.params import EvalParams, PublishParams, TrainParams, VirtualizeParams
-    from ganvirt import sources
-    from ganvirt.gates import GatePolicy
+    from pydantic import ValidationError
 
-    gate = {}
-    for item in args.gate:
-        field, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--gate {item!r}: expected FIELD=VALUE, e.g. min_tstr_accuracy=0.9")
-        gate[field.strip()] = value.strip()
-    p = VirtualizeParams(
-        source=sources.hide_credentials(args.source), name=args.name, holdout=args.holdout,
-        train=TrainParams(model=args.model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-                          loss=args.loss, augment=args.augment, device=args.device, probe_every=args.probe_every,
-                          patience=args.patience, seed=args.seed, conditional=args.conditional,
-                          checkpoint_every=args.checkpoint_every,
-                          nproc=args.nproc),
-        evaluation=EvalParams(num_samples=args.eval_samples, classifier_steps=args.classifier_steps),
-        gate=GatePolicy(**gate), publication=PublishParams(n=args.publish_n))
-    settings.check_name(p.dataset_name())
+    import catalog
+    from flows.params import VirtualizeParams
+    from snapshots import sources
+
+    given = flags.values(args, VirtualizeParams)
+    if "source" in given:
+        given["source"] = sources.hide_credentials(given["source"])
+    try:
+        p = VirtualizeParams(**given)
+    except ValidationError as exc:
+        raise ValueError(flags.explain(exc, VirtualizeParams)) from None
+    catalog.check_name(p.dataset_name())
     # arguments are valid: start the stores while the flow's modules load
     with _stores() as stores:
         from flows.virtualize import virtualize
@@ -210,17 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _stores() -> Iterator[Future]:
-    """The embedded stores, getting ready in the background (``.result()`` before a flow); in
-    Prefect's ephemeral mode this process's temporary Prefect server starts first, before
-    Prefect is imported, and stops when the block ends."""
-    from ganvirt.services import TemporaryPrefect
+    """The embedded stores, getting ready in the background (``.result()`` before a flow)."""
+    from ganvirt import stores
 
-    server = TemporaryPrefect() if TemporaryPrefect.wanted() else None
-    try:
-        yield locks.prepare_stores_in_background(server)
-    finally:
-        if server is not None:
-            server.stop()
+    yield stores.prepare_in_background()
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -284,30 +252,26 @@ def _show(root: str, ref: str | None) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     import catalog
-    from tasks.publish import (
-        materialise,  # only for virtual datasets: loads the registered generator
-    )
 
     folder = catalog.pull(settings.catalog_root(), args.ref, args.to, fmt=args.format, force=args.force,
-                          sampler=_registry_sampler(materialise))
+                          sampler=_registry_sampler)
     m = catalog.manifest(folder)
     how = " (materialised from the registry, checksum verified)" if m.get("materialised") else ""
     print(f"pulled {m['name']}@{m['version']} as {m['format']} to {folder} ({len(m['files'])} files verified){how}")
     return 0
 
 
-def _registry_sampler(materialise):
-    def sampler(m: dict):
-        import mlflow
+def _registry_sampler(m: dict):
+    """Virtual datasets only: sample the registered generator the manifest names."""
+    from registry.generators import materialise
 
-        mlflow.set_tracking_uri(settings.tracking_uri())
-        return materialise(m)
-
-    return sampler
+    return materialise(m)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    name = settings.check_name(args.name)
+    import catalog
+
+    name = catalog.check_name(args.name)
     with _stores() as stores:
         from flows.republish import RepublishParams, republish
 
@@ -326,28 +290,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import mlflow
     import numpy as np
-    import pandas as pd
+
+    import catalog
+    from registry.generators import sample
 
     name, _, alias = args.ref.partition("@")
-    settings.check_name(name)
+    catalog.check_name(name)
     if args.n < 1:
         raise ValueError(f"-n {args.n}: expected a positive number of images")
-    uri = f"models:/{name}-generator@{alias or 'champion'}"
-    mlflow.set_tracking_uri(settings.tracking_uri())
-    model = mlflow.pyfunc.load_model(uri)
-    cols = [c.name for c in model.metadata.get_input_schema().inputs]
-    seeds = args.seed + np.arange(args.n, dtype=np.int64)
-    frame = pd.DataFrame({"seed": seeds})
-    labels = None
-    if "label" in cols:
-        labels = (np.full(args.n, args.label, dtype=np.int64) if args.label is not None
-                  else np.arange(args.n, dtype=np.int64) % model.unwrap_python_model().G.cfg.num_classes)
-        frame["label"] = labels
-    elif args.label is not None:
-        raise ValueError(f"{uri} is unconditional: --label does not apply")
-    images = model.predict(frame)
+    images, labels, seeds, uri = sample(name, alias or "champion", args.n, args.seed, args.label)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"images": images, "seeds": seeds} | ({"labels": labels} if labels is not None else {})
     np.savez_compressed(args.out, **arrays)

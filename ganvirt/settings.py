@@ -1,4 +1,5 @@
-"""Where things live: everything the embedded default writes sits under ``GANVIRT_HOME``.
+"""The front door's settings: where things live (``GANVIRT_HOME`` and its overrides, read by
+``tasks.home``) and the environment Prefect and MLflow start with.
 
 ``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL`` and ``GANVIRT_CATALOG_URL`` override the defaults
 when set; with nothing set no server is needed (SQLite MLflow store, ephemeral Prefect).
@@ -7,43 +8,10 @@ when set; with nothing set no server is needed (SQLite MLflow store, ephemeral P
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from tasks.home import artifact_root, catalog_root, home, snapshot_root, tracking_uri
 
-def home() -> Path:
-    """The ganvirt home folder (``GANVIRT_HOME``, default ``./.ganvirt``), absolute."""
-    return Path(os.environ.get("GANVIRT_HOME", ".ganvirt")).expanduser().resolve()
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
-
-
-def artifact_root() -> Path:
-    return home() / "mlartifacts"
-
-
-def catalog_root() -> str:
-    """Where datasets are published: ``GANVIRT_CATALOG_URL`` (a folder or any fsspec URL, e.g.
-    ``s3://bucket/prefix``), else ``<GANVIRT_HOME>/catalog``."""
-    url = os.environ.get("GANVIRT_CATALOG_URL", "").strip()
-    if url:
-        from catalog.store import default_root
-
-        return default_root()
-    return str(home() / "catalog")
-
-
-def snapshot_root() -> Path:
-    return home() / "snapshots"
-
-
-def check_name(name: str) -> str:
-    """A dataset name is also a folder, an experiment and a model name: keep it plain (one rule
-    everywhere: the catalog's; raises a ValueError naming the value)."""
-    from catalog.store import check_name as catalog_check_name
-
-    return catalog_check_name(name)
+__all__ = ["artifact_root", "catalog_root", "configure_environment", "home", "snapshot_root", "tracking_uri"]
 
 
 def configure_environment() -> None:

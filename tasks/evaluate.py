@@ -4,7 +4,6 @@ the report (JSON, Markdown, plots) to the MLflow run and as Prefect artifacts.""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -14,20 +13,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from gan import checkpoint
 from gan.evaluate import EvalConfig, score
-from ganvirt import locks, settings
-from ganvirt import report as reporting
-from ganvirt.gates import GatePolicy
-from ganvirt.snapshots import Snapshot
+from tasks import locks
+from tasks import report as reporting
 from tasks.features import extractor_folder, extractor_for, register_extractor
+from tasks.gates import GatePolicy
+from tasks.home import tracking_uri
+from tasks.refs import CheckpointRef, Report, Snapshot
 from tasks.tracking import in_prefect_run, run_logger
-from tasks.train import CheckpointRef
-
-
-@dataclass(frozen=True)
-class Report:
-    metrics: dict[str, float]   # see README "Metrics"; per-class keys contain ".class_"
-    extractor_hash: str         # sha256 of the extractor weights that produced the scores
-    run_id: str
 
 
 @task(name="evaluate")
@@ -49,7 +41,7 @@ def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: Gat
     verdicts = gate.thresholds(metrics, G.cfg.conditional)
     md = reporting.markdown(ckpt.name, ckpt.run_id, metrics, verdicts, digest, cfg.num_samples)
 
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri())
     with mlflow.start_run(run_id=ckpt.run_id), tempfile.TemporaryDirectory() as tmp:
         mlflow.log_metrics(metrics)
         mlflow.set_tags({"ganvirt.extractor_hash": digest, "ganvirt.features_version": features_version,

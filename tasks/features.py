@@ -14,18 +14,22 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 import gan
+import registry
 from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor
 from gan.features import FLIPS, SmallCNN, state_hash
-from ganvirt import settings
-from ganvirt.snapshots import Snapshot
+from registry.generators import features_name
+from tasks.home import home
+from tasks.refs import Snapshot
 from tasks.tracking import client, experiment_id
+
+EXTRACTOR_CODE = Path(registry.__file__).with_name("extractor_model.py")  # logged as code: no pickle
 
 
 def extractor_folder(snapshot: Snapshot, cfg: EvalConfig) -> Path:
     """Where the extractor of this snapshot and classifier budget is cached."""
     c = cfg.classifier
-    return settings.home() / "extractors" / (f"{Path(snapshot.path).name}-c{c.steps}x{c.batch_size}"
+    return home() / "extractors" / (f"{Path(snapshot.path).name}-c{c.steps}x{c.batch_size}"
                                                  f"-lr{c.lr:g}-{c.schedule}-f{c.feature_dim}-s{c.seed}")
 
 
@@ -60,7 +64,7 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
 def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, model: SmallCNN, digest: str) -> str:
     """Register ``model`` (this snapshot's extractor, weight hash ``digest``) as
     ``<name>-features`` once per weight hash; returns its version."""
-    registered = f"{name}-features"
+    registered = features_name(name)
     c = client()
     found = c.search_model_versions(f"name='{registered}' and tags.extractor_hash='{digest}'")
     if found:
@@ -72,7 +76,7 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, model: Sm
     with mlflow.start_run(experiment_id=experiment_id(name), run_name=f"features · {digest[:12]}"):
         mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "features", "ganvirt.extractor_hash": digest})
         info = mlflow.pyfunc.log_model(
-            name="extractor", python_model=str(Path(__file__).with_name("extractor_model.py")),
+            name="extractor", python_model=str(EXTRACTOR_CODE),
             artifacts={"weights": str(weights), "meta": str(folder / "meta.json")},
             code_paths=[str(Path(gan.__file__).parent)],
             signature=ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, c_, h, w))]),

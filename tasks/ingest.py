@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from ganvirt import settings, snapshots, sources
-from ganvirt.snapshots import Snapshot
+from snapshots import sources
+from snapshots import store as snapshots
+from tasks.home import home, snapshot_root
+from tasks.refs import Snapshot
 from tasks.tracking import run_logger
 
 
@@ -17,7 +19,7 @@ def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0, mi
     logger = run_logger()
     source = sources.reveal(source)  # the CLI passes credentials around Prefect's parameters
     label = sources.redact(source)  # what is logged and recorded: no credentials from URLs
-    root = settings.snapshot_root()
+    root = snapshot_root()
     key = sources.content_key(source)
     cached = snapshots.lookup(root, key, holdout, split_seed)
     if cached is not None:
@@ -25,7 +27,7 @@ def ingest(source: str = "digits", holdout: float = 0.2, split_seed: int = 0, mi
         logger.info("source content unchanged (sha256 %s): skipping ingestion, reusing snapshot %s",
                     key[:16], cached.fingerprint[:16])
         return cached
-    raw = sources.read(source, settings.home() / "downloads")
+    raw = sources.read(source, home() / "downloads")
     _check_classes(label, len(set(raw.labels.tolist())) if raw.labels is not None else 0, min_classes)
     for note in raw.notes:
         logger.warning("%s: %s", label, note)

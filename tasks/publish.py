@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -21,22 +19,11 @@ from prefect import runtime, task
 import catalog
 from catalog import formats
 from catalog.store import owner_tag, sweep_orphans
-from gan.sampling import balanced_labels, sample_seeds
-from ganvirt import report as reporting
-from ganvirt import settings
-from tasks.tracking import client, model_name, run_logger
-
-# MLflow loads a model-from-code with a mock ``dbutils`` swapped into ``sys.modules`` and put
-# back afterwards; two loads at once (shards on the thread pool) can leave the mock there for
-# good. One load at a time per process.
-_LOADING = threading.Lock()
-
-
-def load_version(model: str, version: str):
-    """The generator module of ``models:/<model>/<version>``."""
-    with _LOADING:
-        mlflow.set_tracking_uri(settings.tracking_uri())
-        return mlflow.pyfunc.load_model(f"models:/{model}/{version}").unwrap_python_model().G
+from registry.generators import load_version, model_name, sample_publication
+from tasks import report as reporting
+from tasks.home import catalog_root, home, tracking_uri
+from tasks.refs import Plan
+from tasks.tracking import client, run_logger
 
 
 def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None, fmt: str = "npz",
@@ -45,20 +32,6 @@ def write_dataset(folder: Path, images: np.ndarray, labels: np.ndarray | None, f
     if not virtual:
         formats.write(fmt, folder, images, labels)
     reporting.save_picture(reporting.class_grid(images, labels), folder / "preview.png", tile=images.shape[2])
-
-
-def sample_publication(G, n: int, seed: int, lo: int = 0, hi: int | None = None):
-    """Images ``[lo, hi)`` of a publication of ``n``: image i uses seed ``seed + i`` and the i-th
-    label of the class-balanced mix, so any sharding (and any later materialisation) agrees."""
-    hi = n if hi is None else hi
-    labels = balanced_labels(n, G.cfg.num_classes)[lo:hi] if G.cfg.conditional else None
-    return sample_seeds(G, seed + np.arange(lo, hi, dtype=np.int64), labels), labels
-
-
-def materialise(m: dict):
-    """A virtual manifest's images, sampled again from the registered generator it names."""
-    G = load_version(m["generator"]["model"], m["generator"]["version"])
-    return sample_publication(G, m["shape"][0], m["seed"])
 
 
 def lineage(mv) -> dict:
@@ -78,39 +51,20 @@ def lineage(mv) -> dict:
 SHARD_SIZE = 10_000  # images per mapped sampling task
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A publication in progress: which registered version to sample, and where shards go."""
-    name: str
-    model: str
-    version: str
-    n: int
-    seed: int
-    shard_size: int
-    staging: str       # folder for the shards; every task runner's worker must reach it
-    flow_run_id: str
-    format: str = "npz"
-    virtual: bool = False  # manifest and preview only: materialised from the registry on pull
-
-    @property
-    def shards(self) -> list[int]:
-        return list(range(-(-self.n // self.shard_size)))
-
-
 @task(name="plan publication", retries=2, retry_delay_seconds=[2, 10])
 def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None = None,
          shard_size: int = SHARD_SIZE, fmt: str = "npz", virtual: bool = False) -> Plan:
     """Pin the champion of ``<name>-generator`` for a publication of ``n`` images. With
     ``expected_version``, refuse if the champion has moved meanwhile."""
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri())
     mv = client().get_model_version_by_alias(model_name(name), "champion")
     if expected_version is not None and str(mv.version) != expected_version:
         raise RuntimeError(f"{mv.name}: champion is version {mv.version}, not {expected_version}; "
                            "another run moved it, refusing to publish a stale version")
-    swept = sweep_orphans(settings.home() / "staging")  # shards of killed publications
+    swept = sweep_orphans(home() / "staging")  # shards of killed publications
     if swept:
         run_logger().info("removed %d staging folder(s) of publications killed earlier", len(swept))
-    staging = settings.home() / "staging" / f"{owner_tag()}{name}-{uuid.uuid4().hex[:12]}"
+    staging = home() / "staging" / f"{owner_tag()}{name}-{uuid.uuid4().hex[:12]}"
     return Plan(name, mv.name, str(mv.version), n, seed, shard_size, str(staging),
                 str(runtime.flow_run.id or ""), formats.check_format(fmt), virtual)
 
@@ -123,6 +77,7 @@ def shard_range(p: Plan, index: int) -> tuple[int, int]:
 def sample_shard(p: Plan, index: int) -> str:
     """Images ``[index·shard_size, …)`` of the publication: image i uses seed ``seed + i`` and
     the i-th label of the class-balanced mix, so any sharding gives the same dataset."""
+    mlflow.set_tracking_uri(tracking_uri())  # also on a worker that did not inherit it
     images, labels = sample_publication(load_version(p.model, p.version), p.n, p.seed, *shard_range(p, index))
     out = Path(p.staging) / f"shard-{index:06d}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,14 +100,14 @@ def commit(p: Plan, shards: list[str]) -> str:
         labels = np.concatenate([q["labels"] for q in parts]) if "labels" in parts[0] else None
         if len(images) != p.n:
             raise RuntimeError(f"{p.staging}: shards hold {len(images)} images, expected {p.n}")
-        mlflow.set_tracking_uri(settings.tracking_uri())
+        mlflow.set_tracking_uri(tracking_uri())
         mv = client().get_model_version(p.model, p.version)
         counts = np.bincount(labels).tolist() if labels is not None else []
         manifest = {"format": p.format, "virtual": p.virtual, "shape": list(images.shape), "class_counts": counts,
                      "content_sha256": formats.content_sha256(images, labels), **lineage(mv),
                      "seed": p.seed, "labels": "balanced: label of image i is i mod classes" if labels is not None else None,
                      "shards": len(shards), "prefect_flow_run_id": p.flow_run_id}
-        folder = catalog.publish(settings.catalog_root(), p.name,
+        folder = catalog.publish(catalog_root(), p.name,
                                  lambda d: write_dataset(d, images, labels, p.format, p.virtual), manifest)
     finally:
         shutil.rmtree(p.staging, ignore_errors=True)

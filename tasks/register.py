@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
-import pandas as pd
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
 from prefect import task
 
-import gan
 from gan import checkpoint
 from gan.models import ModelConfig
-from ganvirt import settings
-from ganvirt.gates import GateFailed, GatePolicy
-from tasks.evaluate import Report
-from tasks.tracking import client, model_name, run_logger
-from tasks.train import CheckpointRef
-
-MODEL_CODE = Path(__file__).with_name("generator_model.py")
-REQUIREMENTS = ["torch>=2.4", "numpy", "pandas"]
-
-
-@dataclass(frozen=True)
-class ModelVersionRef:
-    model: str          # registered model name, <name>-generator
-    version: str
-    run_id: str
-    champion: bool
-
-
-def signature(model: ModelConfig) -> ModelSignature:
-    cols = [ColSpec("long", "seed")] + ([ColSpec("long", "label")] if model.conditional else [])
-    out = TensorSpec(np.dtype(np.uint8), (-1, model.channels, model.height, model.width))
-    return ModelSignature(inputs=Schema(cols), outputs=Schema([out]))
-
-
-def example_input(model: ModelConfig) -> pd.DataFrame:
-    frame = pd.DataFrame({"seed": np.array([0, 1], dtype=np.int64)})
-    if model.conditional:
-        frame["label"] = np.array([0, model.num_classes - 1], dtype=np.int64)
-    return frame
+from registry.generators import log_generator, model_name
+from tasks.gates import GateFailed, GatePolicy
+from tasks.home import tracking_uri
+from tasks.refs import CheckpointRef, ModelVersionRef, Report
+from tasks.tracking import client, run_logger
 
 
 @task(name="register")
@@ -51,16 +21,12 @@ def register(ckpt: CheckpointRef, report: Report, name: str, gate: GatePolicy) -
     """Register the run's generator as ``<name>-generator`` with alias ``candidate``; move
     ``champion`` to it only if every gate passes, else raise ``GateFailed`` naming the failures."""
     logger = run_logger()
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri())
     model = ModelConfig(**ckpt.model)
     registered = model_name(name)
     weights = checkpoint.export_generator(ckpt.path, Path(ckpt.path).with_name("generator.npz"))  # no pickle
     with mlflow.start_run(run_id=ckpt.run_id):
-        info = mlflow.pyfunc.log_model(
-            name="generator", python_model=str(MODEL_CODE),
-            artifacts={"generator": str(weights)}, code_paths=[str(Path(gan.__file__).parent)],
-            signature=signature(model), input_example=example_input(model),
-            pip_requirements=REQUIREMENTS)
+        info = log_generator(weights, model)
     verdicts = gate.thresholds(report.metrics, model.conditional)
     failures = gate.failures(report.metrics, model.conditional)
     mv = mlflow.register_model(info.model_uri, registered,

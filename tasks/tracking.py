@@ -10,11 +10,7 @@ from prefect import get_run_logger
 from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 
-from ganvirt import settings
-
-
-def model_name(name: str) -> str:
-    return f"{name}-generator"
+from tasks.home import artifact_root, tracking_uri
 
 
 def experiment_id(name: str) -> str:
@@ -23,13 +19,13 @@ def experiment_id(name: str) -> str:
     Embedded (SQLite) stores get an explicit artifact location under ``GANVIRT_HOME``; a tracking
     server chooses its own (proxied) location.
     """
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri())
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     location = None
-    if settings.tracking_uri().startswith("sqlite:"):
-        location = (settings.artifact_root() / name).as_uri()
+    if tracking_uri().startswith("sqlite:"):
+        location = (artifact_root() / name).as_uri()
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently by another run
@@ -37,7 +33,7 @@ def experiment_id(name: str) -> str:
 
 
 def client() -> MlflowClient:
-    return MlflowClient(tracking_uri=settings.tracking_uri())
+    return MlflowClient(tracking_uri=tracking_uri())
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -26,20 +25,12 @@ from gan import launch as launcher
 from gan.evaluate import EvalConfig, make_probe, real_split
 from gan.models import ModelConfig
 from gan.train import Diverged, TrainConfig, train
-from ganvirt import settings
-from ganvirt.snapshots import Snapshot
 from tasks.features import extractor_folder, extractor_for
+from tasks.home import home, tracking_uri
+from tasks.refs import CheckpointRef, Snapshot
 from tasks.tracking import client, experiment_id, run_logger
 
 FLUSH_EVERY = 20  # reports per MLflow batch write: live curves without a write per step
-
-
-@dataclass(frozen=True)
-class CheckpointRef:
-    run_id: str      # the MLflow run that trained it
-    path: str        # local checkpoint file (also logged to the run)
-    model: dict      # ModelConfig as a dict
-    name: str        # dataset name (= experiment name)
 
 
 def pick_device(device: str) -> torch.device:
@@ -72,7 +63,7 @@ def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width:
 def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, nproc: int = 1) -> Path:
     key = json.dumps([snapshot.fingerprint, cfg.to_dict(), model.to_dict()] + ([nproc] if nproc > 1 else []),
                      sort_keys=True)
-    return settings.home() / "checkpoints" / f"resume-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return home() / "checkpoints" / f"resume-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 @task(name="train")
@@ -92,14 +83,14 @@ def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str =
     run_id = (folder / "run_id").read_text().strip() if (folder / "run_id").exists() else None
     if run_id:
         logger.info("resuming run %s from %s", run_id, folder / "state.pt")
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri())
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id(name),
                           run_name=None if run_id else f"{name} · {model.kind} · seed {cfg.seed}") as run:
         if not run_id:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "run_id").write_text(run.info.run_id)
             _log_params(snapshot, name, cfg, model, dev, nproc)
-        path = settings.home() / "checkpoints" / run.info.run_id / "generator.pt"
+        path = home() / "checkpoints" / run.info.run_id / "generator.pt"
         with _Reporter(run.info.run_id, name, cfg) as rep:
             try:
                 if nproc > 1:

@@ -45,7 +45,8 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def digits_snapshot():
     """The digits snapshot, created once under the session home."""
-    from ganvirt import snapshots, sources
+    from snapshots import sources
+    from snapshots import store as snapshots
 
     snap, _ = snapshots.create(sources.read_digits(), "digits", settings.snapshot_root())
     return snap
@@ -53,7 +54,7 @@ def digits_snapshot():
 
 def open_gates(**overrides):
     """A policy every candidate passes, with some thresholds set back to real values."""
-    from ganvirt.gates import GatePolicy
+    from tasks.gates import GatePolicy
 
     wide = dict(max_fid_ratio=1e9, max_kid=1e12, min_precision=0, min_recall=0, min_tstr_accuracy=0,
                 max_dcr_share=1, max_near_copy_share=1, max_mia_auc=1)

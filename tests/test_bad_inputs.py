@@ -130,8 +130,8 @@ TABLE = [  # (input, what the one-line error must contain)
     ("http refused", "cannot fetch"),
     ("http 404", "HTTP 404"),
     ("name with path characters", "dataset name '../../etc'"),
-    ("zero steps", "TrainParams.steps=0"),
-    ("negative steps", "TrainParams.steps=-5"),
+    ("zero steps", "--steps 0 (train.steps): Input should be greater than or equal to 1"),
+    ("negative steps", "--steps -5 (train.steps)"),
     ("negative holdout", "holdout"),
 ]
 

@@ -31,8 +31,11 @@ def test_help_on_every_command(cmd, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "--name", "../etc"], "dataset name '../etc'"),
-    (["run", "--steps", "0"], "TrainParams.steps=0: Input should be greater than or equal to 1"),
-    (["run", "--augment", "rotate"], "TrainParams.augment='rotate': Value error, unknown augmentation 'rotate'"),
+    (["run", "--steps", "0"], "--steps 0 (train.steps): Input should be greater than or equal to 1"),
+    (["run", "--augment", "rotate"], "--augment 'rotate' (train.augment): Value error, unknown augmentation 'rotate'"),
+    (["run", "--gate", "max_fid=2"], "--gate max_fid=2 (gate.max_fid): not a gate field; choose from ['max_fid_ratio', "),
+    (["run", "--gate", "min_recall=2"], "--gate min_recall=2 (gate.min_recall): Input should be less than or equal to 1"),
+    (["run", "--eval-samples", "3"], "--eval-samples 3 (evaluation.num_samples): Input should be greater than or equal to 10"),
     (["pull", "nothing-here", "--to", "/tmp/x"], "no published dataset 'nothing-here'"),
     (["datasets", "nothing-here"], "no published dataset 'nothing-here'"),
 ])
@@ -62,12 +65,30 @@ def test_up_refuses_a_taken_port(capsys):
     assert f"--prefect-port {port}: 127.0.0.1:{port} is already in use" in err
 
 
-def test_run_defaults_match_the_library():
-    """The CLI keeps torch off its start-up path, so it spells some defaults out: they must agree."""
-    from flows.params import EvalParams
-    from gan.features import ClassifierConfig
-    from ganvirt.cli import build_parser
+def test_every_parameter_has_its_flag():
+    """``run``'s flags are the flow's parameters: each field has a flag whose help is the field's
+    description and default, and a flag left out leaves the model's own default (per-model
+    ones included)."""
+    import argparse
 
-    args = build_parser().parse_args(["run"])
-    assert args.classifier_steps == ClassifierConfig.steps == EvalParams().classifier_steps
-    assert args.eval_samples == EvalParams().num_samples
+    from flows.params import VirtualizeParams
+    from ganvirt import flags
+
+    parser = argparse.ArgumentParser(  # one line per flag
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=200, width=100_000))
+    flags.add_model(parser, VirtualizeParams)
+    lines = parser.format_help().splitlines()
+    fields = [("", f, i) for f, i in VirtualizeParams.model_fields.items() if f not in (*flags.SECTIONS, "gate")]
+    fields += [(section, f, i) for section in flags.SECTIONS
+               for f, i in VirtualizeParams.model_fields[section].annotation.model_fields.items()]
+    assert len(fields) > 20
+    for section, field, info in fields:
+        flag = flags.flag_names(section, field)[-1]
+        line = next(x for x in lines if x.strip().startswith((flag + " ", flag + ",")) or f", {flag} " in x)
+        assert info.description in line, (flag, line)
+        assert "default" in line or info.default is None, (flag, line)
+    args = parser.parse_args(["--model", "dcgan", "--eval-samples", "500", "-n", "7"])
+    p = VirtualizeParams(**flags.values(args, VirtualizeParams))
+    assert (p.train.steps, p.train.batch_size, p.train.probe_every) == (20_000, 64, 1_000)  # dcgan's own
+    assert (p.evaluation.num_samples, p.publication.n, p.holdout) == (500, 7, 0.2)
+    assert p == VirtualizeParams(train={"model": "dcgan"}, evaluation={"num_samples": 500}, publication={"n": 7})

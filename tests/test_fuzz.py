@@ -19,8 +19,8 @@ from PIL import Image
 
 import catalog
 from catalog.store import CatalogError
-from ganvirt import sources
-from ganvirt.sources import SourceError
+from snapshots import sources
+from snapshots.sources import SourceError
 from tests.idx import idx_bytes
 
 

@@ -13,13 +13,14 @@ from gan.evaluate import EvalConfig
 from gan.models import ModelConfig
 from gan.train import TrainConfig
 from ganvirt import settings
-from ganvirt.gates import GateFailed, GatePolicy
 from tasks.evaluate import evaluate
+from tasks.gates import GateFailed, GatePolicy
 from tasks.ingest import ingest
 from tasks.publish import commit, plan, sample_shard
+from tasks.refs import CheckpointRef
 from tasks.register import register
 from tasks.tracking import client, experiment_id
-from tasks.train import CheckpointRef, train_gan
+from tasks.train import train_gan
 
 pytestmark = pytest.mark.slow
 NAME = "gates"

@@ -14,7 +14,7 @@ from flows.republish import RepublishParams
 from tests.conftest import REPO
 
 INFRA = REPO / "infra"
-PACKAGES = ["gan", "ganvirt", "catalog", "tasks", "flows"]
+PACKAGES = ["gan", "ganvirt", "catalog", "registry", "snapshots", "tasks", "flows"]
 
 
 def test_compose_services_ports_and_environment():

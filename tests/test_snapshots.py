@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ganvirt import snapshots
-from ganvirt.sources import RawData, SourceError
+from snapshots import store as snapshots
+from snapshots.sources import RawData, SourceError
 
 
 def raw(n=100, classes=4, seed=0):
@@ -48,7 +48,7 @@ def test_validation(tmp_path, n, holdout, message):
 
 
 def test_source_content_key_finds_the_snapshot_until_the_content_changes(tmp_path):
-    from ganvirt import sources
+    from snapshots import sources
 
     src = tmp_path / "src.npz"
     r = raw()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganvirt import sources
-from ganvirt.sources import SourceError
+from snapshots import sources
+from snapshots.sources import SourceError
 from tests.conftest import MNIST
 from tests.idx import idx_bytes, write_idx, write_pair
 

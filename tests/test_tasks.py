@@ -14,8 +14,8 @@ from gan.features import ClassifierConfig
 from gan.sampling import sample
 from gan.train import TrainConfig
 from ganvirt import settings
-from ganvirt.gates import GateFailed
 from tasks.evaluate import evaluate
+from tasks.gates import GateFailed
 from tasks.ingest import ingest
 from tasks.publish import commit, plan, sample_shard
 from tasks.register import register

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganvirt.sources import RawData, SourceError
+from snapshots.sources import RawData, SourceError
 
 FORMAT = 1
 

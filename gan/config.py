@@ -1,0 +1,29 @@
+"""The configuration of a generator/discriminator pair: every model family reads it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "mlp"       # a key of MODELS
+    channels: int = 1       # image channels
+    height: int = 28        # image rows
+    width: int = 28         # image columns
+    num_classes: int = 0    # 0: unconditional; K: labels 0..K-1 condition both networks
+    z_dim: int = 100        # noise dimension
+    hidden: int = 128       # width of both hidden layers
+    embed_dim: int = 16     # label embedding size (conditional only)
+    spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
+
+    @property
+    def pixels(self) -> int:
+        return self.channels * self.height * self.width
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,72 @@
+"""The embedded stores of one command, made ready while the flow's modules import.
+
+In the embedded default, MLflow is a SQLite store and Prefect runs in its own ephemeral mode (a
+temporary server for the life of the process, started by Prefect on first use). Both are made
+ready in a worker thread, side by side, while the calling thread imports torch, MLflow and the
+flows: MLflow's schema is created or migrated through its public client, and Prefect's
+temporary server is started by asking it for its health. A home's first preparation of each
+store happens once, under a lock: concurrent first runs would otherwise race to create the same
+tables. Against servers there is nothing to prepare.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+
+from tasks.home import home, tracking_uri
+from tasks.locks import first_time
+
+
+def prefect_mark() -> Path:
+    """Written once Prefect's database in ``PREFECT_HOME`` is migrated for this Prefect version."""
+    prefect_home = Path(os.environ.get("PREFECT_HOME", home() / "prefect"))
+    return prefect_home / f".stores-prefect-{version('prefect')}"
+
+
+def mlflow_mark() -> Path:
+    return home() / f".stores-mlflow-{version('mlflow')}"
+
+
+def init_mlflow() -> None:
+    """Create or migrate the SQLite tracking store's schema (any first call through the client
+    does; this one reads at most one experiment)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri()).search_experiments(max_results=1)
+
+
+def start_prefect() -> None:
+    """Start this process's ephemeral Prefect server (it migrates its database); the flow run
+    that follows reuses it. With an API URL configured, this checks that server instead."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        failure = client.api_healthcheck()
+    if failure is not None:
+        raise RuntimeError(f"Prefect API at {client.api_url} is not healthy: {failure}")
+
+
+def prepare() -> None:
+    """Both stores ready, side by side (a home's first time under a lock each)."""
+    jobs = [lambda: first_time("stores-prefect", prefect_mark(), start_prefect, always=True)]
+    if tracking_uri().startswith("sqlite:"):
+        jobs.append(lambda: first_time("stores", mlflow_mark(), init_mlflow))
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+
+
+def prepare_in_background() -> Future:
+    """``prepare`` in a worker thread: the stores get ready while the caller imports torch,
+    MLflow and the flows. ``.result()`` before the flow."""
+    # imported here, in the calling thread, so that the worker imports nothing the caller does
+    import mlflow.tracking  # noqa: F401
+    import prefect.client.orchestration  # noqa: F401
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="ganvirt-stores")
+    future = pool.submit(prepare)
+    pool.shutdown(wait=False)
+    return future

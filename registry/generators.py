@@ -1,0 +1,107 @@
+"""Registered generators: their names, their MLflow signature, logging one, loading a version,
+sampling a publication from it and materialising a virtual dataset.
+
+No Prefect here: a consumer loads ``models:/<name>-generator@champion`` with this module and
+MLflow alone. The tracking URI is MLflow's own (``MLFLOW_TRACKING_URI`` or
+``mlflow.set_tracking_uri``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+import gan
+from gan.config import ModelConfig
+from gan.sampling import balanced_labels, sample_seeds
+
+MODEL_CODE = Path(__file__).with_name("generator_model.py")  # logged as code: no pickle
+REQUIREMENTS = ["torch>=2.4", "numpy", "pandas"]
+
+# MLflow loads a model-from-code with a mock ``dbutils`` swapped into ``sys.modules`` and put
+# back afterwards; two loads at once (shards on a thread pool) can leave the mock there for
+# good. One load at a time per process.
+LOADING = threading.Lock()
+
+
+def model_name(name: str) -> str:
+    """The registered generator of dataset ``name``."""
+    return f"{name}-generator"
+
+
+def features_name(name: str) -> str:
+    """The registered feature extractor of dataset ``name``."""
+    return f"{name}-features"
+
+
+def signature(model: ModelConfig) -> ModelSignature:
+    """Input: a table of ``seed`` (and ``label`` when conditional); output: uint8 images."""
+    cols = [ColSpec("long", "seed")] + ([ColSpec("long", "label")] if model.conditional else [])
+    out = TensorSpec(np.dtype(np.uint8), (-1, model.channels, model.height, model.width))
+    return ModelSignature(inputs=Schema(cols), outputs=Schema([out]))
+
+
+def example_input(model: ModelConfig) -> pd.DataFrame:
+    frame = pd.DataFrame({"seed": np.array([0, 1], dtype=np.int64)})
+    if model.conditional:
+        frame["label"] = np.array([0, model.num_classes - 1], dtype=np.int64)
+    return frame
+
+
+def log_generator(weights: Path, model: ModelConfig):
+    """Log a generator (its pickle-free ``.npz`` weights) as a pyfunc model to the active run;
+    returns MLflow's ``ModelInfo``."""
+    return mlflow.pyfunc.log_model(
+        name="generator", python_model=str(MODEL_CODE), artifacts={"generator": str(weights)},
+        code_paths=[str(Path(gan.__file__).parent)], signature=signature(model),
+        input_example=example_input(model), pip_requirements=REQUIREMENTS)
+
+
+def load_pyfunc(uri: str):
+    """The pyfunc model at ``uri`` (``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``)."""
+    with LOADING:
+        return mlflow.pyfunc.load_model(uri)
+
+
+def load_version(model: str, version: str):
+    """The generator module of ``models:/<model>/<version>``."""
+    return load_pyfunc(f"models:/{model}/{version}").unwrap_python_model().G
+
+
+def sample_publication(G, n: int, seed: int, lo: int = 0, hi: int | None = None):
+    """Images ``[lo, hi)`` of a publication of ``n``: image i uses seed ``seed + i`` and the i-th
+    label of the class-balanced mix, so any sharding (and any later materialisation) agrees."""
+    hi = n if hi is None else hi
+    labels = balanced_labels(n, G.cfg.num_classes)[lo:hi] if G.cfg.conditional else None
+    return sample_seeds(G, seed + np.arange(lo, hi, dtype=np.int64), labels), labels
+
+
+def materialise(m: dict):
+    """A virtual manifest's images, sampled again from the registered generator it names."""
+    G = load_version(m["generator"]["model"], m["generator"]["version"])
+    return sample_publication(G, m["shape"][0], m["seed"])
+
+
+def sample(name: str, alias: str, n: int, seed: int, label: int | None = None):
+    """``n`` images of ``models:/<name>-generator@<alias>``: image i uses seed ``seed + i`` and
+    ``label`` (conditional models; default: the class-balanced mix). Returns (images, labels or
+    None, seeds, uri)."""
+    uri = f"models:/{model_name(name)}@{alias}"
+    model = load_pyfunc(uri)
+    cols = [c.name for c in model.metadata.get_input_schema().inputs]
+    seeds = seed + np.arange(n, dtype=np.int64)
+    frame = pd.DataFrame({"seed": seeds})
+    labels = None
+    if "label" in cols:
+        labels = (np.full(n, label, dtype=np.int64) if label is not None
+                  else balanced_labels(n, model.unwrap_python_model().G.cfg.num_classes))
+        frame["label"] = labels
+    elif label is not None:
+        raise ValueError(f"{uri} is unconditional: --label does not apply")
+    return model.predict(frame), labels, seeds, uri
