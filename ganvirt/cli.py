@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
 
-from ganvirt import flags, settings
+from ganvirt import settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +142,7 @@ def _add_run(sub, with_flags: bool) -> None:
                                      "gate passes. The flags are the flow's parameters (the Prefect UI's form).")
     if with_flags:
         from flows.params import VirtualizeParams
+        from ganvirt import flags
 
         flags.add_model(run, VirtualizeParams)
     run.set_defaults(func=cmd_run)
@@ -155,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import catalog
     from flows.params import VirtualizeParams
+    from ganvirt import flags
     from snapshots import sources
 
     given = flags.values(args, VirtualizeParams)
@@ -165,14 +164,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ValueError(flags.explain(exc, VirtualizeParams)) from None
     catalog.check_name(p.dataset_name())
-    # arguments are valid: start the stores while the flow's modules load
-    with _stores() as stores:
-        from flows.virtualize import virtualize
+    from ganvirt import stores
 
-        _after_prefect_import(args)
-        stores.result()
-        state = virtualize(p, return_state=True)
-        result = state.result()  # re-raises the failing task's exception
+    stores_ready = stores.prepare_in_background()  # arguments are valid: stores start while flows load
+    from flows.virtualize import virtualize
+
+    _after_prefect_import(args)
+    stores_ready()
+    result = virtualize(p, return_state=True).result()  # re-raises the failing task's exception
     print("\nmetrics:")
     for key, value in result["metrics"].items():
         if ".class_" not in key:
@@ -181,14 +180,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"dataset: {result['dataset']}")
     print(f"pull it: ganvirt pull {result['name']}@{Path(result['dataset']).name} --to ./data")
     return 0
-
-
-@contextmanager
-def _stores() -> Iterator[Future]:
-    """The embedded stores, getting ready in the background (``.result()`` before a flow)."""
-    from ganvirt import stores
-
-    yield stores.prepare_in_background()
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -270,15 +261,16 @@ def _registry_sampler(m: dict):
 
 def cmd_publish(args: argparse.Namespace) -> int:
     import catalog
+    from ganvirt import stores
 
     name = catalog.check_name(args.name)
-    with _stores() as stores:
-        from flows.republish import RepublishParams, republish
+    stores_ready = stores.prepare_in_background()
+    from flows.republish import RepublishParams, republish
 
-        _after_prefect_import(args)
-        params = RepublishParams(name=name, n=args.n, seed=args.seed, format=args.format, virtual=args.virtual)
-        stores.result()
-        folder = republish(params)
+    _after_prefect_import(args)
+    params = RepublishParams(name=name, n=args.n, seed=args.seed, format=args.format, virtual=args.virtual)
+    stores_ready()
+    folder = republish(params)
     print(f"published {folder}")
     return 0
 

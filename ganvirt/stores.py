@@ -12,7 +12,8 @@ tables. Against servers there is nothing to prepare.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 
@@ -49,24 +50,33 @@ def start_prefect() -> None:
         raise RuntimeError(f"Prefect API at {client.api_url} is not healthy: {failure}")
 
 
-def prepare() -> None:
-    """Both stores ready, side by side (a home's first time under a lock each)."""
-    jobs = [lambda: first_time("stores-prefect", prefect_mark(), start_prefect, always=True)]
+def prepare_prefect() -> None:
+    """Prefect's temporary server up (a home's first migration under a lock)."""
+    first_time("stores-prefect", prefect_mark(), start_prefect, always=True)
+
+
+def prepare_mlflow() -> None:
+    """MLflow's SQLite schema created or migrated, once per home; nothing against a server."""
     if tracking_uri().startswith("sqlite:"):
-        jobs.append(lambda: first_time("stores", mlflow_mark(), init_mlflow))
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        for future in [pool.submit(job) for job in jobs]:
-            future.result()
+        first_time("stores", mlflow_mark(), init_mlflow)
 
 
-def prepare_in_background() -> Future:
-    """``prepare`` in a worker thread: the stores get ready while the caller imports torch,
-    MLflow and the flows. ``.result()`` before the flow."""
-    # imported here, in the calling thread, so that the worker imports nothing the caller does
-    import mlflow.tracking  # noqa: F401
+def prepare_in_background() -> Callable[[], None]:
+    """Both stores made ready in worker threads while the caller imports torch, MLflow and the
+    flows. Returns ``wait()``: call it before the flow (it raises what either job raised)."""
+    pool = ThreadPoolExecutor(2, thread_name_prefix="ganvirt-stores")
+    # each library imported here, in the calling thread, before its worker starts: the two
+    # threads never import the same modules at once
     import prefect.client.orchestration  # noqa: F401
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="ganvirt-stores")
-    future = pool.submit(prepare)
+    jobs = [pool.submit(prepare_prefect)]  # the longer one (about 10 s on a fresh home) first
+    import mlflow.tracking  # noqa: F401
+
+    jobs.append(pool.submit(prepare_mlflow))
     pool.shutdown(wait=False)
-    return future
+
+    def wait() -> None:
+        for job in jobs:
+            job.result()
+
+    return wait

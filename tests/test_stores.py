@@ -14,7 +14,7 @@ PREPARE = textwrap.dedent("""
     settings.configure_environment()
     from ganvirt import stores
     try:
-        stores.prepare_in_background().result()
+        stores.prepare_in_background()()
     except Exception as exc:
         print("ERROR", str(exc).splitlines()[0])
         raise SystemExit(3)
