@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flows.params import MODEL_DEFAULTS
+from flows.params import DCGANParams
 from gan.evaluate import EvalConfig, fit_extractor, make_probe, real_split, score
 from gan.models import ModelConfig
 from gan.train import TrainConfig, train
@@ -30,7 +30,7 @@ from tasks import report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = {  # model → (batch size, peak lr, width, lr schedule): each model's own good settings
-    "dcgan": (64, MODEL_DEFAULTS["dcgan"]["lr"], 64, MODEL_DEFAULTS["dcgan"]["lr_schedule"]),  # `ganvirt run`'s
+    "dcgan": (64, DCGANParams().lr, 64, DCGANParams().lr_schedule),  # `ganvirt run`'s
     "mlp": (128, 1e-3, 128, "constant"),  # the seed's lr (2e-4) collapses on 8,000 MNIST images
 }
 
@@ -76,7 +76,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist"))
-    ap.add_argument("--images", type=int, default=MODEL_DEFAULTS["dcgan"]["steps"] * MODEL_DEFAULTS["dcgan"]["batch_size"],
+    ap.add_argument("--images", type=int, default=DCGANParams().steps * DCGANParams().batch_size,
                     help="images seen by each model (the budget; default: `ganvirt run --model dcgan`'s, %(default)s)")
     ap.add_argument("--models", default="dcgan,mlp")
     ap.add_argument("--seed", type=int, default=0)

@@ -17,12 +17,20 @@ from flows.virtualize import virtualize
 DEFAULT_CRON = "0 2 * * *"  # nightly at 02:00
 
 
+def form_defaults(source: str) -> dict:
+    """The Run form's starting values: every field's default except the training section's,
+    which names the model only, so that a user who picks another model in the form gets that
+    model's own defaults (steps, batch size, learning rate, schedule, probe), not the MLP's."""
+    p = VirtualizeParams(source=source).model_dump(mode="json")
+    return p | {"train": {"model": p["train"]["model"]}}
+
+
 def deployments(cron: str = DEFAULT_CRON, source: str = "digits"):
     """The RunnerDeployments: parameters render as typed forms in the Prefect UI."""
     return [
         virtualize.to_deployment(
             name="scheduled", cron=cron or None, tags=["ganvirt"],
-            parameters={"p": VirtualizeParams(source=source).model_dump(mode="json")},
+            parameters={"p": form_defaults(source)},
             description="Ingest, train, evaluate, register and publish; the gates decide what becomes champion."),
         republish.to_deployment(
             name="on-demand", tags=["ganvirt"],

@@ -171,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _after_prefect_import(args)
     stores_ready()
+    print(stores.describe(), flush=True)
     result = virtualize(p, return_state=True).result()  # re-raises the failing task's exception
     print("\nmetrics:")
     for key, value in result["metrics"].items():
@@ -262,14 +263,17 @@ def _registry_sampler(m: dict):
 def cmd_publish(args: argparse.Namespace) -> int:
     import catalog
     from ganvirt import stores
+    from registry.generators import version_of
 
     name = catalog.check_name(args.name)
+    version_of(name, "champion")  # a clear error before any store starts, where there is nothing to publish
     stores_ready = stores.prepare_in_background()
     from flows.republish import RepublishParams, republish
 
     _after_prefect_import(args)
     params = RepublishParams(name=name, n=args.n, seed=args.seed, format=args.format, virtual=args.virtual)
     stores_ready()
+    print(stores.describe(), flush=True)
     folder = republish(params)
     print(f"published {folder}")
     return 0

@@ -29,6 +29,7 @@ NAMES: dict[tuple[str, str], list[str]] = {
 }
 SECTIONS = ("train", "evaluation", "publication")  # nested models with a flag per field
 GATE = "gate"                                      # nested model set by --gate FIELD=VALUE
+UNION_TAG = "model"                                # the field that picks a model of a union section
 
 
 def flag_names(section: str, field: str) -> list[str]:
@@ -47,17 +48,21 @@ def _plain(annotation):
     return annotation
 
 
-def _help(info) -> str:
+def _help(info, defaults: dict[str, object] | None = None) -> str:
+    """The field's description and its default; ``defaults`` maps each model of a union to its
+    own default of this field (shown when they differ)."""
+    shown = lambda v: "''" if v == "" else v
     text = info.description or ""
-    if info.default is not None and "default" not in text:  # else the text says it (per model)
-        shown = info.default if not isinstance(info.default, str) or info.default else "''"
-        text += f" (default: {shown})"
+    if defaults and len({repr(v) for v in defaults.values()}) > 1:
+        text += " (default: " + " / ".join(f"{shown(v)} ({tag})" for tag, v in defaults.items()) + ")"
+    elif not info.is_required() and info.default_factory is None and info.default is not None:
+        text += f" (default: {shown(info.default)})"
     return text.replace("%", "%%")
 
 
-def add_field(parser: argparse.ArgumentParser, section: str, field: str, info) -> None:
+def add_field(parser, section: str, field: str, info, defaults: dict[str, object] | None = None) -> None:
     kind = _plain(info.annotation)
-    kw: dict = {"dest": dest(section, field), "default": argparse.SUPPRESS, "help": _help(info)}
+    kw: dict = {"dest": dest(section, field), "default": argparse.SUPPRESS, "help": _help(info, defaults)}
     if kind is bool:
         kw["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(kind) is Literal:
@@ -68,13 +73,39 @@ def add_field(parser: argparse.ArgumentParser, section: str, field: str, info) -
     parser.add_argument(*flag_names(section, field), **kw)
 
 
+def members(annotation) -> list[type[BaseModel]]:
+    """The models of a section: one, or each model of a discriminated union."""
+    return list(typing.get_args(annotation)) if typing.get_args(annotation) else [annotation]
+
+
+def add_union(parser, section: str, info) -> None:
+    """The flags of a section whose models form a union discriminated by ``UNION_TAG``: the tag
+    is a choice of the models, and every other field has one flag, its help naming each
+    model's own default."""
+    models = {m.model_fields[UNION_TAG].default: m for m in members(info.annotation)}
+    default = info.get_default(call_default_factory=True).model_fields[UNION_TAG].default if info.default_factory else None
+    # no argparse choices: an unknown name gets pydantic's check, and explain()'s one line
+    parser.add_argument(*flag_names(section, UNION_TAG), dest=dest(section, UNION_TAG), default=argparse.SUPPRESS,
+                        metavar="{" + ",".join(models) + "}", help="the model: " + ", ".join(
+                            m.model_config.get("title", tag) for tag, m in models.items())
+                        + (f" (default: {default})" if default else ""))
+    fields = dict.fromkeys(f for m in models.values() for f in m.model_fields if f != UNION_TAG)
+    for field in fields:
+        owners = {tag: m for tag, m in models.items() if field in m.model_fields}
+        first = next(iter(owners.values())).model_fields[field]
+        add_field(parser, section, field, first, {tag: m.model_fields[field].default for tag, m in owners.items()})
+
+
 def add_model(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     """A flag per field of ``model`` (a VirtualizeParams-like model) and ``--gate``."""
     for field, info in model.model_fields.items():
         if field in SECTIONS:
-            group = parser.add_argument_group(f"{field} ({info.annotation.__name__})")
-            for sub, sub_info in info.annotation.model_fields.items():
-                add_field(group, field, sub, sub_info)
+            group = parser.add_argument_group(f"{field} ({info.description})" if info.description else field)
+            if len(members(info.annotation)) > 1:
+                add_union(group, field, info)
+            else:
+                for sub, sub_info in info.annotation.model_fields.items():
+                    add_field(group, field, sub, sub_info)
         elif field == GATE:
             policy = info.annotation
             parser.add_argument("--gate", action="append", default=[], metavar="FIELD=VALUE", help=(
@@ -100,18 +131,30 @@ def values(args: argparse.Namespace, model: type[BaseModel]) -> dict:
     return out | ({GATE: gate} if gate else {})
 
 
+def tags(model: type[BaseModel], section: str) -> set[str]:
+    """The models' names of a union section (empty for a plain one)."""
+    found = members(model.model_fields[section].annotation)
+    return {m.model_fields[UNION_TAG].default for m in found} if len(found) > 1 else set()
+
+
 def explain(exc, model: type[BaseModel]) -> str:
     """A pydantic ValidationError of ``model`` as one line that names each flag, the value given
     and what was expected: ``--steps 0 (train.steps): Input should be greater than or equal to 1``."""
     parts = []
     for e in exc.errors():
         loc = [str(x) for x in e["loc"]]
+        if len(loc) >= 3 and loc[0] in SECTIONS and loc[1] in tags(model, loc[0]):
+            loc = [loc[0], *loc[2:]]  # a union's errors name the model first: (train, dcgan, steps)
         where, msg = ".".join(loc), e["msg"]
         if len(loc) >= 2 and loc[0] == GATE:
             policy = model.model_fields[GATE].annotation
             if e["type"] == "extra_forbidden":
                 msg = f"not a gate field; choose from {list(policy.model_fields)}"
             parts.append(f"--gate {loc[1]}={e.get('input')} ({where}): {msg}")
+            continue
+        if e["type"] == "union_tag_invalid" and loc and loc[0] in SECTIONS:
+            tag, choices = e["ctx"]["tag"], sorted(t.strip(" '") for t in e["ctx"]["expected_tags"].split(","))
+            parts.append(f"{flag_names(loc[0], UNION_TAG)[-1]} {tag!r}: unknown {UNION_TAG} {tag!r}; choose from {choices}")
             continue
         if len(loc) >= 2 and loc[0] in SECTIONS:
             flag = flag_names(loc[0], loc[1])[-1]

@@ -8,16 +8,27 @@ when set; with nothing set no server is needed (SQLite MLflow store, ephemeral P
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tasks.home import artifact_root, catalog_root, home, snapshot_root, tracking_uri
 
 __all__ = ["artifact_root", "catalog_root", "configure_environment", "home", "snapshot_root", "tracking_uri"]
 
 
+def user_prefect_profiles() -> Path:
+    """The user's own Prefect profiles file, where Prefect itself would look for it."""
+    if os.environ.get("PREFECT_PROFILES_PATH"):
+        return Path(os.environ["PREFECT_PROFILES_PATH"]).expanduser()
+    return Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser() / "profiles.toml"
+
+
 def configure_environment() -> None:
     """Defaults for Prefect and MLflow before either is imported: home-local state, no telemetry.
 
-    Only sets what the user has not set.
+    Only sets what the user has not set. The user's Prefect configuration keeps deciding where
+    runs go: their active profile (its file stays in use, though Prefect's local state moves
+    under ``GANVIRT_HOME``), a ``prefect.toml``, ``.env`` or ``PREFECT_API_URL``; with none of
+    them naming a server, Prefect runs in its ephemeral mode.
     """
     root = home()
     try:
@@ -27,6 +38,9 @@ def configure_environment() -> None:
         probe.unlink()
     except OSError as exc:
         raise ValueError(f"GANVIRT_HOME={root}: not writable ({exc.strerror})") from None
+    profiles = user_prefect_profiles()
+    if profiles.is_file():  # the user's own Prefect profiles (their server, or Prefect Cloud) still count
+        os.environ.setdefault("PREFECT_PROFILES_PATH", str(profiles))
     defaults = {
         "PREFECT_HOME": str(root / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -61,6 +61,16 @@ def prepare_mlflow() -> None:
         first_time("stores", mlflow_mark(), init_mlflow)
 
 
+def describe() -> str:
+    """Where this command's runs and metrics go, in a line for the console."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    prefect = (f"Prefect API {url} (from your Prefect configuration)" if url else
+               f"Prefect in ephemeral mode (nothing configured): a temporary server over {os.environ.get('PREFECT_HOME')}")
+    return f"{prefect}; MLflow at {tracking_uri()}"
+
+
 def prepare_in_background() -> Callable[[], None]:
     """Both stores made ready in worker threads while the caller imports torch, MLflow and the
     flows. Returns ``wait()``: call it before the flow (it raises what either job raised)."""

@@ -14,7 +14,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 import gan
@@ -52,6 +54,30 @@ def example_input(model: ModelConfig) -> pd.DataFrame:
     if model.conditional:
         frame["label"] = np.array([0, model.num_classes - 1], dtype=np.int64)
     return frame
+
+
+class NotRegistered(LookupError):
+    """The dataset has no registered generator, or none under the alias asked for."""
+
+
+def version_of(name: str, alias: str = "champion"):
+    """The model version of ``<name>-generator@<alias>``; ``NotRegistered`` names the dataset
+    and what to run first when there is none."""
+    client = MlflowClient()
+    registered = model_name(name)
+    try:
+        return client.get_model_version_by_alias(registered, alias)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    try:
+        client.get_registered_model(registered)
+    except MlflowException:
+        raise NotRegistered(f"dataset {name!r} has no generator in the MLflow registry at {mlflow.get_tracking_uri()} "
+                            f"(no model {registered!r}): run 'ganvirt run --source SOURCE --name {name}' first") from None
+    hint = "no version of it has passed the gates yet" if alias == "champion" else "that alias is not set"
+    raise NotRegistered(f"dataset {name!r}: {registered} has no version with alias {alias!r} ({hint}); "
+                        f"see 'ganvirt datasets' and the MLflow registry") from None
 
 
 def log_generator(weights: Path, model: ModelConfig):
@@ -92,6 +118,7 @@ def sample(name: str, alias: str, n: int, seed: int, label: int | None = None):
     """``n`` images of ``models:/<name>-generator@<alias>``: image i uses seed ``seed + i`` and
     ``label`` (conditional models; default: the class-balanced mix). Returns (images, labels or
     None, seeds, uri)."""
+    version_of(name, alias)  # a clear error first, where there is nothing to load
     uri = f"models:/{model_name(name)}@{alias}"
     model = load_pyfunc(uri)
     cols = [c.name for c in model.metadata.get_input_schema().inputs]

@@ -19,7 +19,7 @@ from prefect import runtime, task
 import catalog
 from catalog import formats
 from catalog.store import owner_tag, sweep_orphans
-from registry.generators import load_version, model_name, sample_publication
+from registry.generators import NotRegistered, load_version, sample_publication, version_of
 from tasks import report as reporting
 from tasks.home import catalog_root, home, tracking_uri
 from tasks.refs import Plan
@@ -51,13 +51,24 @@ def lineage(mv) -> dict:
 SHARD_SIZE = 10_000  # images per mapped sampling task
 
 
-@task(name="plan publication", retries=2, retry_delay_seconds=[2, 10])
+def _worth_a_retry(task, run, state) -> bool:
+    """Retry what may pass on a second try (the tracking server's I/O), not a missing model."""
+    try:
+        state.result()
+    except NotRegistered:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(name="plan publication", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_a_retry)
 def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None = None,
          shard_size: int = SHARD_SIZE, fmt: str = "npz", virtual: bool = False) -> Plan:
     """Pin the champion of ``<name>-generator`` for a publication of ``n`` images. With
     ``expected_version``, refuse if the champion has moved meanwhile."""
     mlflow.set_tracking_uri(tracking_uri())
-    mv = client().get_model_version_by_alias(model_name(name), "champion")
+    mv = version_of(name, "champion")
     if expected_version is not None and str(mv.version) != expected_version:
         raise RuntimeError(f"{mv.name}: champion is version {mv.version}, not {expected_version}; "
                            "another run moved it, refusing to publish a stale version")

@@ -13,7 +13,7 @@ from registry.generators import log_generator, model_name
 from tasks.gates import GateFailed, GatePolicy
 from tasks.home import tracking_uri
 from tasks.refs import CheckpointRef, ModelVersionRef, Report
-from tasks.tracking import client, run_logger
+from tasks.tracking import client, link_artifact, run_logger
 
 
 @task(name="register")
@@ -41,6 +41,7 @@ def register(ckpt: CheckpointRef, report: Report, name: str, gate: GatePolicy) -
         f"Gates: {'passed' if not failures else 'failed: ' + '; '.join(failures)}. "
         f"Input: table of seed{' and label' if model.conditional else ''}; output uint8 images."))
     c.set_registered_model_alias(registered, "candidate", mv.version)
+    link_artifact(name, "model-version", f"models/{registered}/versions/{mv.version}", f"{registered} version {mv.version}")
     logger.info("registered %s version %s as candidate; gates %s", registered, mv.version,
                 {k: ("pass" if v["passed"] else "FAIL") for k, v in verdicts.items()})
     if failures:

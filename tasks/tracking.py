@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact
 from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
+from prefect.runtime import flow_run
 
 from tasks.home import artifact_root, tracking_uri
 
@@ -51,3 +54,32 @@ def in_prefect_run() -> bool:
     except MissingContextError:
         return False
     return True
+
+
+def mlflow_ui_url() -> str:
+    """The MLflow UI over this tracking store: ``GANVIRT_MLFLOW_UI_URL``, else the tracking
+    server's own address, else where ``make mlflow-ui`` serves the embedded store."""
+    explicit = os.environ.get("GANVIRT_MLFLOW_UI_URL", "").strip()
+    if explicit:
+        return explicit.rstrip("/")
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def link_prefect_run() -> None:
+    """Tag the active MLflow run with this Prefect flow run (its id, and its UI link when
+    Prefect knows a UI URL); nothing outside a flow run."""
+    if not in_prefect_run() or not flow_run.id:
+        return
+    tags = {"ganvirt.prefect_flow_run_id": flow_run.id}
+    if flow_run.ui_url:
+        tags["ganvirt.prefect_flow_run_url"] = flow_run.ui_url
+    mlflow.set_tags(tags)
+
+
+def link_artifact(name: str, what: str, path: str, text: str) -> None:
+    """A link artifact on the Prefect flow run to ``path`` in the MLflow UI (``what`` becomes
+    part of its key, e.g. ``digits-mlflow-run``); nothing outside a flow run."""
+    if in_prefect_run():
+        create_link_artifact(f"{mlflow_ui_url()}/#/{path}", link_text=text, key=f"{name}-{what}",
+                             description=f"{text} in the MLflow UI")

@@ -16,8 +16,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
+from mlflow.types import Schema, TensorSpec
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from tqdm.auto import tqdm
 
 from gan import checkpoint
@@ -28,7 +32,14 @@ from gan.train import Diverged, TrainConfig, train
 from tasks.features import extractor_folder, extractor_for
 from tasks.home import home, tracking_uri
 from tasks.refs import CheckpointRef, Snapshot
-from tasks.tracking import client, experiment_id, run_logger
+from tasks.tracking import (
+    client,
+    experiment_id,
+    in_prefect_run,
+    link_artifact,
+    link_prefect_run,
+    run_logger,
+)
 
 FLUSH_EVERY = 20  # reports per MLflow batch write: live curves without a write per step
 
@@ -90,6 +101,9 @@ def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str =
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "run_id").write_text(run.info.run_id)
             _log_params(snapshot, name, cfg, model, dev, nproc)
+        link_prefect_run()
+        link_artifact(name, "mlflow-run", f"experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
+                      f"MLflow run {run.info.run_name or run.info.run_id}")
         path = home() / "checkpoints" / run.info.run_id / "generator.pt"
         with _Reporter(run.info.run_id, name, cfg) as rep:
             try:
@@ -154,6 +168,12 @@ def _log_params(snapshot: Snapshot, name: str, cfg: TrainConfig, model: ModelCon
                        "source": snapshot.source, "snapshot": snapshot.fingerprint, "device": str(dev), "nproc": nproc,
                        "num_train": snapshot.num_train, "num_holdout": snapshot.num_holdout})
     mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "train"})
+    c, h, w = snapshot.shape
+    schema = Schema([TensorSpec(np.dtype(np.uint8), (-1, c, h, w), "images")])
+    # what the MLflow UI shows this generator was trained on; MLflow keeps 36 characters of a
+    # digest: the fingerprint's first 36 (the whole one is the run's `snapshot` param)
+    mlflow.log_input(MetaDataset(resolve_dataset_source(str(snapshot.path)), name=f"{name} train split",
+                                 digest=snapshot.fingerprint[:36], schema=schema), context="training")
 
 
 class _Reporter:
@@ -166,11 +186,15 @@ class _Reporter:
         self.bar = tqdm(total=cfg.steps * cfg.batch_size, desc=f"train {name}", unit="img",
                         unit_scale=True, mininterval=2.0)
         self.post: dict[str, str] = {}
+        self.progress = None  # the Prefect progress artifact, inside a flow run
+        if in_prefect_run():
+            self.progress = (create_progress_artifact(0.0, description=f"training {name}: images seen"), 0.0)
 
     def report(self, key: str, value: float, step: int) -> None:
         self.pending.append(Metric(key, value, int(1000 * time.time()), step))
         if key == "images_seen":
             self.bar.update(int(value) - self.bar.n)
+            self.show_progress(100.0 * value / (self.cfg.steps * self.cfg.batch_size))
         elif key in ("loss_d", "probe_score"):
             self.post[key] = f"{value:.3f}"
             self.bar.set_postfix(self.post, refresh=False)
@@ -178,8 +202,14 @@ class _Reporter:
             self.flush()
 
     def grid(self, picture, step: int) -> None:
-        mlflow.log_image(picture.squeeze(-1) if picture.shape[-1] == 1 else picture,
-                         artifact_file=f"samples/step_{step:07d}.png")
+        """A grid of EMA samples, under one key so that the MLflow UI's step slider walks them."""
+        mlflow.log_image(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, key="samples", step=step)
+
+    def show_progress(self, percent: float) -> None:
+        """Move the Prefect progress artifact, by whole percents at least (one API call each)."""
+        if self.progress is not None and (percent - self.progress[1] >= 1 or percent >= 100):
+            update_progress_artifact(self.progress[0], min(percent, 100.0))
+            self.progress = (self.progress[0], percent)
 
     def flush(self) -> None:
         if self.pending:

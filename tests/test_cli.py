@@ -38,11 +38,15 @@ def test_help_on_every_command(cmd, capsys):
     (["run", "--eval-samples", "3"], "--eval-samples 3 (evaluation.num_samples): Input should be greater than or equal to 10"),
     (["pull", "nothing-here", "--to", "/tmp/x"], "no published dataset 'nothing-here'"),
     (["datasets", "nothing-here"], "no published dataset 'nothing-here'"),
+    (["run", "--model", "dcgn"], "--model 'dcgn': unknown model 'dcgn'; choose from ['dcgan', 'mlp']"),
+    (["sample", "nosuch", "--out", "/tmp/x.npz"], "dataset 'nosuch' has no generator in the MLflow registry"),
+    (["publish", "nosuch"], "run 'ganvirt run --source SOURCE --name nosuch' first"),
 ])
 def test_errors_are_one_line(args, message, capsys):
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("ganvirt: error:") and message in err and "\n" not in err
+    lines = [line for line in err.splitlines() if line.startswith("ganvirt: error:")]
+    assert len(lines) == 1 and message in lines[0], err  # (MLflow's own INFO lines may precede it)
 
 
 def test_unwritable_home(tmp_path):
@@ -80,8 +84,13 @@ def test_every_parameter_has_its_flag():
     lines = parser.format_help().splitlines()
     fields = [("", f, i) for f, i in VirtualizeParams.model_fields.items() if f not in (*flags.SECTIONS, "gate")]
     fields += [(section, f, i) for section in flags.SECTIONS
-               for f, i in VirtualizeParams.model_fields[section].annotation.model_fields.items()]
+               for model in flags.members(VirtualizeParams.model_fields[section].annotation)
+               for f, i in model.model_fields.items() if f != flags.UNION_TAG]
     assert len(fields) > 20
+    model_line = next(x for x in lines if x.strip().startswith("--model "))
+    assert "mlp (the seed GAN)" in model_line and "dcgan (conditional conv GAN)" in model_line
+    steps_line = next(x for x in lines if x.strip().startswith("--steps "))
+    assert "(default: 8000 (mlp) / 20000 (dcgan))" in steps_line
     for section, field, info in fields:
         flag = flags.flag_names(section, field)[-1]
         line = next(x for x in lines if x.strip().startswith((flag + " ", flag + ",")) or f", {flag} " in x)

@@ -3,6 +3,7 @@ pull and verify, tamper detection, the champion through MLflow in a fresh proces
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 
 import catalog
-from flows.params import EvalParams, PublishParams, TrainParams, VirtualizeParams
+from flows.params import EvalParams, MLPParams, PublishParams, VirtualizeParams
 from flows.virtualize import virtualize
 from ganvirt import settings
 from ganvirt.cli import main
 from tasks.tracking import client
 from tests.conftest import open_gates
 
-TINY = dict(train=TrainParams(steps=200, batch_size=64), evaluation=EvalParams(classifier_steps=50, num_samples=400),
+TINY = dict(train=MLPParams(steps=200, batch_size=64), evaluation=EvalParams(classifier_steps=50, num_samples=400),
             publication=PublishParams(n=120, seed=7))
 LENIENT = open_gates()
 
@@ -35,6 +36,36 @@ def test_flow_publishes_a_verified_dataset(published):
     m = catalog.verify(published["dataset"])
     assert m["shape"] == [120, 1, 8, 8] and m["seed"] == 7 and m["prefect_flow_run_id"]
     assert m["generator"]["version"] == published["version"]
+
+
+def test_the_two_uis_link_to_each_other(published):
+    """The MLflow run names its Prefect flow run; the flow run's link artifacts name the MLflow
+    run and the model version; the run's dataset input carries the snapshot fingerprint; the
+    sample grids sit under one image key with their steps (the MLflow UI's step slider)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flow_run_id = catalog.verify(published["dataset"])["prefect_flow_run_id"]
+    run = client().get_run(published["run_id"])
+    assert run.data.tags["ganvirt.prefect_flow_run_id"] == flow_run_id
+    assert run.data.params["snapshot"].startswith(run.inputs.dataset_inputs[0].dataset.digest)
+    assert len(run.inputs.dataset_inputs[0].dataset.digest) == 36
+
+    async def links():
+        async with get_client() as c:
+            found = await c.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            return {a.key: a.data for a in found if a.key} | {"progress": [a.data for a in found if a.type == "progress"]}
+
+    found = asyncio.run(links())
+    assert f"/#/experiments/{run.info.experiment_id}/runs/{published['run_id']})" in found["e2e-mlflow-run"], found
+    assert f"/#/models/e2e-generator/versions/{published['version']})" in found["e2e-model-version"], found
+    assert found["progress"] == [100.0]
+    grids = [a.path for a in client().list_artifacts(published["run_id"], "images")]
+    steps = {int(m.group(2)) for m in (re.match(r"images/samples([%+])step\1(\d+)\1", p) for p in grids) if m}
+    assert grids and steps == {200}  # one key, a step each (grid_every 2,000: the last step only here)
 
 
 def test_pull_then_tamper(published, tmp_path, capsys):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import catalog
-from flows.params import TrainParams, VirtualizeParams
+from flows.params import MLPParams, VirtualizeParams
 from flows.virtualize import virtualize
 from tests.conftest import MNIST, open_gates
 
@@ -31,7 +31,7 @@ def test_mnist_idx_run_reports_every_metric(prefect_server):
     are checked for sanity only.
     """
     p = VirtualizeParams(source=str(MNIST), name="mnist-quality",
-                         train=TrainParams(lr=1e-3, steps=8_000),
+                         train=MLPParams(lr=1e-3, steps=8_000),
                          gate=open_gates())
     m = virtualize(p)["metrics"]
     print("mnist metrics:", m)

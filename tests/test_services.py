@@ -108,6 +108,8 @@ def test_up_serves_deployments_and_runs_them(tmp_path):
         assert alias["model_version"]["version"] == "1"
         folder = catalog.resolve(home / "catalog", "served")
         assert catalog.verify(folder)["generator"]["version"] == "1"
+        run_form_picks_each_models_defaults(api, f"http://127.0.0.1:{mp}", dep)
+        screenshot(f"http://127.0.0.1:{pp}/deployments/deployment/{dep['id']}/run", "prefect-run-form.png")
         # what a user sees: the rendered UIs (headless Chromium runs their scripts)
         prefect_page = render(f"http://127.0.0.1:{pp}/deployments")
         assert "scheduled" in prefect_page and "on-demand" in prefect_page and "virtualize" in prefect_page
@@ -122,3 +124,47 @@ def test_up_serves_deployments_and_runs_them(tmp_path):
     leftover = subprocess.run(["pgrep", "-f", f"--port {pp}|--port {mp}|flows.deployments"],
                               capture_output=True, text=True).stdout.strip()
     assert leftover == "", leftover
+
+
+def run_form_picks_each_models_defaults(api: str, mlflow_url: str, dep: dict) -> None:
+    """The Run form starts from the deployment's parameters, whose training section names the
+    model only; the schema offers the models as a choice. Changing only the model to dcgan, as
+    the form does, trains with the DCGAN's own defaults (read back from the MLflow run's
+    params, then the run is cancelled)."""
+    form = dep["parameters"]["p"]
+    assert form["train"] == {"model": "mlp"}
+    schema = json.dumps(dep["parameter_openapi_schema"])
+    assert '"const": "mlp"' in schema and '"const": "dcgan"' in schema and '"discriminator"' in schema
+    params = {"p": {**form, "name": "served-dcgan", "train": {**form["train"], "model": "dcgan"}}}
+    run = call(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
+
+    def logged_params():
+        exp = call(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served-dcgan")
+        runs = call(f"{mlflow_url}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment"]["experiment_id"]]})
+        found = {p["key"]: p["value"] for r in runs.get("runs", []) for p in r["data"].get("params", [])}
+        return found if "train.steps" in found else None
+
+    logged = wait_for(logged_params, 300, "the dcgan run's params in MLflow")
+    call(f"{api}/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING"}, "force": True})
+    assert {k: logged[k] for k in ("model.kind", "train.steps", "train.batch_size", "train.lr", "train.lr_schedule",
+                                   "train.probe_every")} == {
+        "model.kind": "dcgan", "train.steps": "20000", "train.batch_size": "64", "train.lr": "0.0008",
+        "train.lr_schedule": "cosine", "train.probe_every": "1000"}
+    wait_for(lambda: call(f"{api}/flow_runs/{run['id']}")["state"]["type"] in ("CANCELLED", "CRASHED"), 120,
+             "the dcgan run to stop")
+
+
+def screenshot(url: str, name: str) -> None:
+    """A PNG of ``url`` under ``GANVIRT_SCREENSHOTS`` when that folder is set (the README's
+    pictures of the UIs are made this way); nothing otherwise."""
+    folder = os.environ.get("GANVIRT_SCREENSHOTS")
+    if not folder:
+        return
+    import tempfile
+
+    from tests.browser import FLAGS
+
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+                        "--window-size=1280,1800", f"--screenshot={os.path.join(folder, name)}", url],
+                       capture_output=True, timeout=120, check=True)

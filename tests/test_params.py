@@ -1,0 +1,29 @@
+"""The flow's parameters as the Prefect UI's form sees them: the model is a typed choice and each
+model brings its own defaults."""
+
+import json
+
+from flows.deployments import form_defaults
+from flows.params import DCGANParams, MLPParams, VirtualizeParams
+
+
+def test_each_model_brings_its_own_defaults():
+    assert VirtualizeParams().train == MLPParams()
+    dcgan = VirtualizeParams(train={"model": "dcgan"}).train
+    assert isinstance(dcgan, DCGANParams)
+    assert (dcgan.steps, dcgan.batch_size, dcgan.lr, dcgan.lr_schedule, dcgan.probe_every, dcgan.width) == (
+        20_000, 64, 8e-4, "cosine", 1_000, 64)
+    mlp = VirtualizeParams(train={"steps": 5}).train  # no model named: the default one
+    assert isinstance(mlp, MLPParams) and (mlp.steps, mlp.lr, mlp.lr_schedule) == (5, 2e-4, "constant")
+
+
+def test_the_form_offers_the_models_and_starts_from_the_model_alone():
+    from flows.virtualize import virtualize
+
+    schema = json.dumps(virtualize.parameters.model_dump())
+    assert '"const": "mlp"' in schema and '"const": "dcgan"' in schema and '"discriminator"' in schema
+    assert "mlp (the seed GAN)" in schema and "dcgan (conditional conv GAN)" in schema
+    start = form_defaults("digits")
+    assert start["train"] == {"model": "mlp"} and start["source"] == "digits"
+    picked = {**start, "train": {**start["train"], "model": "dcgan"}}  # what the form sends
+    assert VirtualizeParams(**picked).train == DCGANParams()
