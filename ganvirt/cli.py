@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -116,14 +117,7 @@ def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
                      help="publish a manifest only (generator, seed, n, class mix, sha256); pull materialises it")
     pub.set_defaults(func=cmd_publish)
 
-    upp = sub.add_parser("up", help="start the Prefect server, MLflow server and deployment runner on 127.0.0.1",
-                         description="Start a Prefect server (UI and API), an MLflow tracking server and the process serving "
-                                     "the deployments, over GANVIRT_HOME; Ctrl-C or SIGTERM stops them all.")
-    upp.add_argument("--prefect-port", type=int, default=4200, help="Prefect UI/API port (default 4200)")
-    upp.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI/API port (default 5000)")
-    upp.add_argument("--cron", default="0 2 * * *", help="schedule of virtualize/scheduled (default nightly 02:00; '' for none)")
-    upp.add_argument("--source", default="digits", help="source of scheduled runs (default digits)")
-    upp.set_defaults(func=cmd_up)
+    _add_up(sub)
 
     smp = sub.add_parser("sample", help="sample images on demand from a registered generator",
                          description="Sample from models:/NAME-generator@ALIAS (default alias champion); image i uses seed S+i.")
@@ -134,6 +128,25 @@ def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
     smp.add_argument("--out", required=True, type=Path, help="output .npz (images, labels, seeds)")
     smp.set_defaults(func=cmd_sample)
     return parser
+
+
+def _add_up(sub) -> None:
+    upp = sub.add_parser("up", help="start the Prefect server, MLflow server and deployment runner on 127.0.0.1",
+                         description="Start a Prefect server (UI and API), an MLflow tracking server and the process serving "
+                                     "the deployments, over GANVIRT_HOME; Ctrl-C or SIGTERM stops them all.")
+    upp.add_argument("--prefect-port", type=int, default=4200, help="Prefect UI/API port (default 4200)")
+    upp.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI/API port (default 5000)")
+    upp.add_argument("--cron", default="0 2 * * *", help="schedule of virtualize/scheduled (default nightly 02:00; '' for none)")
+    upp.add_argument("--source", default="digits", help="source of scheduled runs (default digits)")
+    for flag, env, example, default in (
+            ("--prefect-database", "GANVIRT_PREFECT_DATABASE", "postgresql+asyncpg://user:pw@host:5432/prefect",
+             "SQLite in GANVIRT_HOME/prefect"),
+            ("--mlflow-backend-store", "GANVIRT_MLFLOW_BACKEND_STORE", "postgresql+psycopg2://user:pw@host:5432/mlflow",
+             "SQLite: GANVIRT_HOME/mlflow.db"),
+            ("--mlflow-artifacts", "GANVIRT_MLFLOW_ARTIFACTS", "s3://bucket/mlflow", "GANVIRT_HOME/mlartifacts")):
+        upp.add_argument(flag, default=os.environ.get(env) or None, metavar="URI",
+                         help=f"e.g. {example} (default: ${env}, else {default})")
+    upp.set_defaults(func=cmd_up)
 
 
 def _add_run(sub, with_flags: bool) -> None:
@@ -280,9 +293,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from ganvirt.services import up
+    from ganvirt.services import Stack, up
 
-    return up(args.prefect_port, args.mlflow_port, args.cron, args.source)
+    return up(Stack(args.prefect_port, args.mlflow_port, args.cron, args.source, args.prefect_database,
+                    args.mlflow_backend_store, args.mlflow_artifacts))
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

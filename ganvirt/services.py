@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from ganvirt import settings
@@ -73,23 +74,52 @@ class Services:
                 p.wait()
 
 
-def up(prefect_port: int = 4200, mlflow_port: int = 5000, cron: str = "0 2 * * *",
-       source: str = "digits") -> int:
-    """Start everything, wait for health, print the UI addresses, serve until SIGINT/SIGTERM."""
-    for label, port in (("--prefect-port", prefect_port), ("--mlflow-port", mlflow_port)):
-        if not port_free(port):
-            raise ValueError(f"{label} {port}: 127.0.0.1:{port} is already in use (choose another port)")
-    home = settings.home()
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class Stack:
+    """What ``ganvirt up`` starts, and on which stores (defaults: SQLite and a folder under
+    ``GANVIRT_HOME``; in production PostgreSQL and an object store)."""
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    cron: str = "0 2 * * *"
+    source: str = "digits"
+    prefect_database: str | None = None   # SQLAlchemy URL, e.g. postgresql+asyncpg://user:pw@host/prefect
+    mlflow_backend_store: str | None = None  # e.g. postgresql://user:pw@host/mlflow
+    mlflow_artifacts: str | None = None   # e.g. s3://bucket/mlflow (credentials from AWS_* variables)
+
+
+def server_commands(stack: Stack, home: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The Prefect and MLflow server commands of ``stack``, each with its environment."""
     bindir = Path(sys.executable).parent
-    prefect_api = f"http://127.0.0.1:{prefect_port}/api"
-    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    prefect_api = f"http://127.0.0.1:{stack.prefect_port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_UI_API_URL": prefect_api, "MLFLOW_DISABLE_TELEMETRY": "true",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "DO_NOT_TRACK": "true", "GANVIRT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
+    prefect_env = dict(env)
+    if stack.prefect_database:
+        prefect_env["PREFECT_API_DATABASE_CONNECTION_URL"] = stack.prefect_database
+    return {
+        "prefect server": ([str(bindir / "prefect"), "server", "start", "--host", "127.0.0.1",
+                            "--port", str(stack.prefect_port)], prefect_env),
+        "mlflow server": ([str(bindir / "mlflow"), "server",
+                           "--backend-store-uri", stack.mlflow_backend_store or f"sqlite:///{home / 'mlflow.db'}",
+                           "--artifacts-destination", stack.mlflow_artifacts or str(home / "mlartifacts"),
+                           "--host", "127.0.0.1", "--port", str(stack.mlflow_port), "--workers", "1"], env),
+    }
+
+
+def up(stack: Stack) -> int:
+    """Start everything, wait for health, print the UI addresses, serve until SIGINT/SIGTERM."""
+    for label, port in (("--prefect-port", stack.prefect_port), ("--mlflow-port", stack.mlflow_port)):
+        if not port_free(port):
+            raise ValueError(f"{label} {port}: 127.0.0.1:{port} is already in use (choose another port)")
+    home = settings.home()
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    prefect_api = f"http://127.0.0.1:{stack.prefect_port}/api"
+    mlflow_url = f"http://127.0.0.1:{stack.mlflow_port}"
+    commands = server_commands(stack, home)
     services = Services()
     stop = {"now": False}
 
@@ -98,18 +128,14 @@ def up(prefect_port: int = 4200, mlflow_port: int = 5000, cron: str = "0 2 * * *
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        services.start("prefect server", [str(bindir / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                          "--port", str(prefect_port)], env, logs / "prefect-server.log")
-        services.start("mlflow server", [
-            str(bindir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination", str(home / "mlartifacts"), "--host", "127.0.0.1",
-            "--port", str(mlflow_port), "--workers", "1"], env, logs / "mlflow-server.log")
+        for name, (cmd, env) in commands.items():
+            services.start(name, cmd, env, logs / f"{name.replace(' ', '-')}.log")
         services.wait_healthy("prefect server", f"{prefect_api}/health", 120, logs / "prefect-server.log")
         services.wait_healthy("mlflow server", f"{mlflow_url}/health", 120, logs / "mlflow-server.log")
-        runner_env = {**env, "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": mlflow_url}
-        services.start("deployment runner", [sys.executable, "-m", "flows.deployments", "--cron", cron,
-                                             "--source", source], runner_env, logs / "runner.log")
-        print(f"Prefect UI:  http://127.0.0.1:{prefect_port}  (deployments: virtualize/scheduled, republish/on-demand)")
+        runner_env = {**commands["mlflow server"][1], "PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": mlflow_url}
+        services.start("deployment runner", [sys.executable, "-m", "flows.deployments", "--cron", stack.cron,
+                                             "--source", stack.source], runner_env, logs / "runner.log")
+        print(f"Prefect UI:  http://127.0.0.1:{stack.prefect_port}  (deployments: virtualize/scheduled, republish/on-demand)")
         print(f"MLflow UI:   {mlflow_url}")
         print(f"logs:        {logs}; Ctrl-C stops everything", flush=True)
         while not stop["now"]:

@@ -25,7 +25,7 @@ def test_compose_services_ports_and_environment():
     assert any(p.endswith(":5000") for p in services["mlflow"]["ports"])
     assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
     mlflow_cmd = services["mlflow"]["command"]
-    assert "--backend-store-uri postgresql://" in mlflow_cmd and "--artifacts-destination s3://" in mlflow_cmd
+    assert "--backend-store-uri postgresql+psycopg2://" in mlflow_cmd and "--artifacts-destination s3://" in mlflow_cmd
     assert "MLFLOW_S3_ENDPOINT_URL" in services["mlflow"]["environment"]
     worker_env = services["worker"]["environment"]
     assert {"GANVIRT_HOME", "PREFECT_API_URL", "MLFLOW_TRACKING_URI"} <= set(worker_env)
