@@ -100,7 +100,19 @@ class PublishParams(BaseModel):
     virtual: bool = Field(False, description="publish a manifest only (kilobytes); 'ganvirt pull' materialises it from the registry")
 
 
+def _models_as_choice(schema: dict) -> None:
+    """The training section's models as ``anyOf`` in the JSON schema: the Prefect UI's form
+    renders ``anyOf`` as a choice with each model's fields (it falls back to a JSON editor for
+    pydantic's ``oneOf`` + ``discriminator``); validation here still picks by ``model``."""
+    train = schema["properties"]["train"]
+    if "oneOf" in train:
+        train["anyOf"] = train.pop("oneOf")
+        train.pop("discriminator", None)
+
+
 class VirtualizeParams(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_models_as_choice)
+
     source: str = Field("digits", description="'digits', an IDX folder/files/URLs, an image folder or an .npz")
     name: str | None = Field(None, description="dataset name (default: derived from the source)")
     holdout: float = Field(0.2, gt=0, lt=1, description="share of the real data held out for evaluation")

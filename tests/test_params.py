@@ -21,7 +21,7 @@ def test_the_form_offers_the_models_and_starts_from_the_model_alone():
     from flows.virtualize import virtualize
 
     schema = json.dumps(virtualize.parameters.model_dump())
-    assert '"const": "mlp"' in schema and '"const": "dcgan"' in schema and '"discriminator"' in schema
+    assert '"const": "mlp"' in schema and '"const": "dcgan"' in schema and '"anyOf"' in schema and "oneOf" not in schema
     assert "mlp (the seed GAN)" in schema and "dcgan (conditional conv GAN)" in schema
     start = form_defaults("digits")
     assert start["train"] == {"model": "mlp"} and start["source"] == "digits"
