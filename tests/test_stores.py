@@ -47,7 +47,7 @@ def test_a_prefect_server_that_cannot_start_is_a_clear_error(tmp_path):
     home = tmp_path / "home"
     (home / "prefect").mkdir(parents=True)
     (home / "prefect" / "prefect.db").mkdir()  # a folder where the database file should be
-    out = run(home)
+    out = run(home, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="20")  # Prefect waits this long
     assert out.returncode == 3, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("ERROR "), out.stdout
     assert not list((home / "prefect").glob(".stores-prefect-*"))  # not marked as migrated
