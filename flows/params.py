@@ -20,14 +20,14 @@ BatchSize = Annotated[int, Field(ge=1, le=65_536, description="images per step")
 LearningRate = Annotated[float, Field(gt=0, le=1, description="Adam learning rate, both networks (the peak, under a schedule)")]
 Schedule = Annotated[Literal["constant", "cosine"], Field(description="learning rate over the steps: constant, or cosine decay to 0")]
 ProbeEvery = Annotated[int, Field(ge=0, description="steps between FID-like probes; the best EMA is registered (0: none)")]
-Width = Annotated[int, Field(ge=4, le=4096, description="hidden width (mlp) or base channels (dcgan)")]
 
 
 class TrainParams(BaseModel):
     """Training parameters every model shares; ``MLPParams`` and ``DCGANParams`` name the model
     and bring its own defaults."""
+    model_config = ConfigDict(extra="forbid")  # a field of another model is an error, not ignored
+
     model: str
-    width: Width = 128
     steps: Steps = 8_000
     batch_size: BatchSize = 128
     lr: LearningRate = 2e-4
@@ -48,6 +48,11 @@ class TrainParams(BaseModel):
     def _known_policies(cls, value: str | None) -> str:
         return ",".join(parse_augment(value or ""))
 
+    @property
+    def width(self) -> int:
+        """The model's size knob (``ModelConfig.hidden``): each model names its own."""
+        raise NotImplementedError
+
     def config(self) -> TrainConfig:
         log_every = 100 if self.checkpoint_every % 100 == 0 else self.checkpoint_every or 100
         return TrainConfig(batch_size=self.batch_size, steps=self.steps, lr=self.lr, lr_schedule=self.lr_schedule, loss=self.loss,
@@ -59,22 +64,33 @@ class TrainParams(BaseModel):
 class MLPParams(TrainParams):
     """The seed GAN of the blog post, faithfully: G 100→128→128→pixels, D pixels→128→128→1,
     Adam 2e-4 (cheap per step; it does not reach the quality bar on MNIST)."""
-    model_config = ConfigDict(title="mlp (the seed GAN)")
+    model_config = ConfigDict(title="mlp (the seed GAN)", extra="forbid")
     model: Literal["mlp"] = Field("mlp", description="the seed GAN")
+    # a name of its own (not the DCGAN's `channels`): Prefect's form tells the models apart by
+    # the fields a value has
+    hidden: int = Field(128, ge=4, le=4096, description="mlp: width of both hidden layers")
+
+    @property
+    def width(self) -> int:
+        return self.hidden
 
 
 class DCGANParams(TrainParams):
     """The conditional conv GAN. Its budget (20,000 steps of 64, about 14 minutes on 2 CPU
     cores), learning rate, schedule and probe come from measurements on MNIST (README,
     "How the DCGAN's settings were chosen")."""
-    model_config = ConfigDict(title="dcgan (conditional conv GAN)")
+    model_config = ConfigDict(title="dcgan (conditional conv GAN)", extra="forbid")
     model: Literal["dcgan"] = Field("dcgan", description="the conditional conv GAN")
-    width: Width = 64
+    channels: int = Field(64, ge=4, le=4096, description="dcgan: channels at the smallest resolution (halved at each up-sampling stage)")
     steps: Steps = 20_000
     batch_size: BatchSize = 64
     lr: LearningRate = 8e-4
     lr_schedule: Schedule = "cosine"
     probe_every: ProbeEvery = 1_000
+
+    @property
+    def width(self) -> int:
+        return self.channels
 
 
 MODELS: dict[str, type[TrainParams]] = {"mlp": MLPParams, "dcgan": DCGANParams}

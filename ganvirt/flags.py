@@ -142,10 +142,12 @@ def explain(exc, model: type[BaseModel]) -> str:
     and what was expected: ``--steps 0 (train.steps): Input should be greater than or equal to 1``."""
     parts = []
     for e in exc.errors():
-        loc = [str(x) for x in e["loc"]]
+        loc, msg = [str(x) for x in e["loc"]], e["msg"]
         if len(loc) >= 3 and loc[0] in SECTIONS and loc[1] in tags(model, loc[0]):
+            if e["type"] == "extra_forbidden":
+                msg = f"not a setting of {flag_names(loc[0], UNION_TAG)[-1]} {loc[1]}"
             loc = [loc[0], *loc[2:]]  # a union's errors name the model first: (train, dcgan, steps)
-        where, msg = ".".join(loc), e["msg"]
+        where = ".".join(loc)
         if len(loc) >= 2 and loc[0] == GATE:
             policy = model.model_fields[GATE].annotation
             if e["type"] == "extra_forbidden":

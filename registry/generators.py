@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -24,7 +25,10 @@ from gan.config import ModelConfig
 from gan.sampling import balanced_labels, sample_seeds
 
 MODEL_CODE = Path(__file__).with_name("generator_model.py")  # logged as code: no pickle
-REQUIREMENTS = ["torch>=2.4", "numpy", "pandas"]
+# the torch that trained it, pinned: a consumer's environment (mlflow models serve, a Docker
+# image from the model) reproduces the same pixels only with the same kernels
+TORCH = f"torch=={torch.__version__.split('+')[0]}"
+REQUIREMENTS = [TORCH, "numpy", "pandas"]
 
 # MLflow loads a model-from-code with a mock ``dbutils`` swapped into ``sys.modules`` and put
 # back afterwards; two loads at once (shards on a thread pool) can leave the mock there for

@@ -18,7 +18,7 @@ import registry
 from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor
 from gan.features import FLIPS, SmallCNN, state_hash
-from registry.generators import features_name
+from registry.generators import TORCH, features_name
 from tasks.home import home
 from tasks.refs import Snapshot
 from tasks.tracking import client, experiment_id
@@ -81,7 +81,7 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, model: Sm
             code_paths=[str(Path(gan.__file__).parent)],
             signature=ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, c_, h, w))]),
                                      outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, cfg.classifier.feature_dim))])),
-            pip_requirements=["torch>=2.4", "numpy"])
+            pip_requirements=[TORCH, "numpy"])
     mv = mlflow.register_model(info.model_uri, registered, tags={"extractor_hash": digest,
                                                                    "snapshot": snapshot.fingerprint})
     return str(mv.version)

@@ -74,3 +74,15 @@ def http_folder(tmp_path):
     yield www, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+def grid_steps(run_id: str) -> list[int]:
+    """The steps of a run's sample grids: images logged under the key ``samples`` (MLflow names
+    them ``images/samples<sep>step<sep><step><sep>…``; the separator differs between versions)."""
+    import re
+
+    from tasks.tracking import client
+
+    found = (re.match(r"images/samples([%+])step\1(\d+)\1.*\.png$", f.path)
+             for f in client().list_artifacts(run_id, "images"))
+    return sorted(int(m.group(2)) for m in found if m)

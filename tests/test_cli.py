@@ -39,6 +39,7 @@ def test_help_on_every_command(cmd, capsys):
     (["pull", "nothing-here", "--to", "/tmp/x"], "no published dataset 'nothing-here'"),
     (["datasets", "nothing-here"], "no published dataset 'nothing-here'"),
     (["run", "--model", "dcgn"], "--model 'dcgn': unknown model 'dcgn'; choose from ['dcgan', 'mlp']"),
+    (["run", "--model", "dcgan", "--hidden", "32"], "--hidden 32 (train.hidden): not a setting of --model dcgan"),
     (["sample", "nosuch", "--out", "/tmp/x.npz"], "dataset 'nosuch' has no generator in the MLflow registry"),
     (["publish", "nosuch"], "run 'ganvirt run --source SOURCE --name nosuch' first"),
 ])

@@ -3,7 +3,6 @@ pull and verify, tamper detection, the champion through MLflow in a fresh proces
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from flows.virtualize import virtualize
 from ganvirt import settings
 from ganvirt.cli import main
 from tasks.tracking import client
-from tests.conftest import open_gates
+from tests.conftest import grid_steps, open_gates
 
 TINY = dict(train=MLPParams(steps=200, batch_size=64), evaluation=EvalParams(classifier_steps=50, num_samples=400),
             publication=PublishParams(n=120, seed=7))
@@ -63,9 +62,15 @@ def test_the_two_uis_link_to_each_other(published):
     assert f"/#/experiments/{run.info.experiment_id}/runs/{published['run_id']})" in found["e2e-mlflow-run"], found
     assert f"/#/models/e2e-generator/versions/{published['version']})" in found["e2e-model-version"], found
     assert found["progress"] == [100.0]
-    grids = [a.path for a in client().list_artifacts(published["run_id"], "images")]
-    steps = {int(m.group(2)) for m in (re.match(r"images/samples([%+])step\1(\d+)\1", p) for p in grids) if m}
-    assert grids and steps == {200}  # one key, a step each (grid_every 2,000: the last step only here)
+    assert grid_steps(published["run_id"]) == [200]  # one image key, a step each (grid_every 2,000: the last only)
+
+
+def test_registered_model_pins_the_torch_that_trained_it(published):
+    import mlflow
+    import torch
+
+    requirements = open(mlflow.pyfunc.get_model_dependencies(f"models:/e2e-generator/{published['version']}")).read()
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements.split()
 
 
 def test_pull_then_tamper(published, tmp_path, capsys):

@@ -17,7 +17,7 @@ import pytest
 
 import catalog
 from ganvirt.services import port_free
-from tests.browser import chromium, render
+from tests.browser import Page, chromium, render
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_up_serves_deployments_and_runs_them(tmp_path):
         folder = catalog.resolve(home / "catalog", "served")
         assert catalog.verify(folder)["generator"]["version"] == "1"
         run_form_picks_each_models_defaults(api, f"http://127.0.0.1:{mp}", dep)
-        screenshot(f"http://127.0.0.1:{pp}/deployments/deployment/{dep['id']}/run", "prefect-run-form.png")
+        run_form_switches_models(f"http://127.0.0.1:{pp}/deployments/deployment/{dep['id']}/run")
         # what a user sees: the rendered UIs (headless Chromium runs their scripts)
         prefect_page = render(f"http://127.0.0.1:{pp}/deployments")
         assert "scheduled" in prefect_page and "on-demand" in prefect_page and "virtualize" in prefect_page
@@ -154,17 +154,21 @@ def run_form_picks_each_models_defaults(api: str, mlflow_url: str, dep: dict) ->
              "the dcgan run to stop")
 
 
-def screenshot(url: str, name: str) -> None:
-    """A PNG of ``url`` under ``GANVIRT_SCREENSHOTS`` when that folder is set (the README's
-    pictures of the UIs are made this way); nothing otherwise."""
-    folder = os.environ.get("GANVIRT_SCREENSHOTS")
-    if not folder:
-        return
-    import tempfile
-
-    from tests.browser import FLAGS
-
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
-                        "--window-size=1280,1800", f"--screenshot={os.path.join(folder, name)}", url],
-                       capture_output=True, timeout=120, check=True)
+def run_form_switches_models(url: str) -> None:
+    """In the Run form, the training section offers the models; clicking dcgan selects it and
+    shows the DCGAN's own defaults, not the MLP's. With ``GANVIRT_SCREENSHOTS`` set, the form after the
+    click is saved there (the README's picture)."""
+    page = Page(url)
+    try:
+        dcgan = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'dcgan (conditional conv GAN)')"
+        page.wait_for(f"!!{dcgan} && [...document.querySelectorAll('input')].some(i => i.value === '8000')")
+        page.evaluate(f"{dcgan}.click()")
+        values = page.wait_for("(v => v.includes('20000') ? v : null)([...document.querySelectorAll('input')].map(i => i.value))")
+        assert {"20000", "64", "0.0008", "1000"} <= set(values) and "8000" not in values, values
+        page.wait_for(f"{dcgan}.getAttribute('aria-selected') === 'true'", 10)  # the form shows the dcgan option
+        if os.environ.get("GANVIRT_SCREENSHOTS"):
+            page.evaluate("[...document.querySelectorAll('*')].find(e => e.textContent.trim() === 'Train (Optional)')"
+                          ".scrollIntoView()")
+            page.screenshot(os.path.join(os.environ["GANVIRT_SCREENSHOTS"], "prefect-run-form.png"))
+    finally:
+        page.close()

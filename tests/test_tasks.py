@@ -21,7 +21,7 @@ from tasks.publish import commit, plan, sample_shard
 from tasks.register import register
 from tasks.tracking import client
 from tasks.train import train_gan
-from tests.conftest import open_gates
+from tests.conftest import grid_steps, open_gates
 
 TINY_TRAIN = TrainConfig(steps=60, batch_size=32, log_every=20, grid_every=30)
 TINY_EVAL = EvalConfig(ClassifierConfig(steps=40), num_samples=400)
@@ -48,8 +48,7 @@ def test_train_logs_to_mlflow(chain):
     assert run.data.params["train.steps"] == "60" and run.data.params["model.num_classes"] == "10"
     history = client().get_metric_history(ckpt.run_id, "loss_d")
     assert [m.step for m in history] == [20, 40, 60]
-    grids = [f.path for f in client().list_artifacts(ckpt.run_id, "samples")]
-    assert grids == ["samples/step_0000030.png", "samples/step_0000060.png"]
+    assert grid_steps(ckpt.run_id) == [30, 60]  # one image key, a step each: the UI's step slider
 
 
 def test_train_under_torchrun_from_the_task(chain):
@@ -64,7 +63,7 @@ def test_train_under_torchrun_from_the_task(chain):
     assert [m.step for m in client().get_metric_history(ckpt.run_id, "loss_d")] == [20, 40]
     assert [m.step for m in client().get_metric_history(ckpt.run_id, "probe_score")] == [20, 40]
     assert "best_probe_score" in run.data.metrics
-    assert [f.path for f in client().list_artifacts(ckpt.run_id, "samples")] == ["samples/step_0000040.png"]
+    assert grid_steps(ckpt.run_id) == [40]
     G = checkpoint.load_generator(ckpt.path)
     assert sample(G, 4, seed=0, labels=np.arange(4)).shape == (4, 1, 8, 8)
 
