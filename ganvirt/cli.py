@@ -177,6 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ValueError(flags.explain(exc, VirtualizeParams)) from None
     catalog.check_name(p.dataset_name())
+    sources.check_local(sources.reveal(p.source))  # before any store starts
     from ganvirt import stores
 
     stores_ready = stores.prepare_in_background()  # arguments are valid: stores start while flows load

@@ -49,10 +49,8 @@ def read(source: str, downloads: Path) -> RawData:
     parts = [p.strip() for p in source.split(",") if p.strip()]
     if len(parts) > 1 or is_url(source):
         return read_idx_files([fetch(p, downloads) if is_url(p) else Path(p) for p in parts])
+    check_local(source)
     path = Path(source).expanduser()
-    if not path.exists():
-        raise SourceError(f"source {source!r}: no such file or folder (expected 'digits', an IDX "
-                          "folder or files, an image folder, an .npz, or an http(s) URL)")
     if path.is_file() and path.suffix == ".npz":
         return read_npz(path)
     if path.is_file():
@@ -60,6 +58,18 @@ def read(source: str, downloads: Path) -> RawData:
     if any(IDX_RE.match(p.name) for p in path.iterdir()):
         return read_idx_files(sorted(p for p in path.iterdir() if p.is_file()), folder=True)
     return read_image_folder(path)
+
+
+def check_local(source: str) -> None:
+    """Refuse a source whose local files or folder do not exist (URLs are checked when fetched):
+    cheap, so the CLI calls it before any store starts."""
+    if source == "digits":
+        return
+    for part in (p.strip() for p in source.split(",") if p.strip()):
+        if not is_url(part) and not Path(part).expanduser().exists():
+            what = f"source {source!r}" if part == source.strip() else f"source {source!r}: {part!r}"
+            raise SourceError(f"{what}: no such file or folder (expected 'digits', an IDX folder or files, "
+                              "an image folder, an .npz, or an http(s) URL)")
 
 
 def content_key(source: str) -> str | None:

@@ -1,5 +1,6 @@
 """The console script as a user meets it: --help everywhere, clear one-line errors."""
 
+import os
 import subprocess
 import sys
 
@@ -56,6 +57,14 @@ def test_unwritable_home(tmp_path):
     out = ganvirt("datasets", env={"GANVIRT_HOME": str(blocker / "home"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 1
     assert out.stderr.startswith("ganvirt: error: GANVIRT_HOME=") and "not writable" in out.stderr
+
+
+def test_missing_local_source_is_refused_before_any_store_starts(tmp_path):
+    home = tmp_path / "home"
+    out = ganvirt("run", "--source", str(tmp_path / "nope"), env={**os.environ, "GANVIRT_HOME": str(home)})
+    assert out.returncode == 1 and out.stderr.strip().count("\n") == 0, out.stderr
+    assert out.stderr.startswith(f"ganvirt: error: source '{tmp_path / 'nope'}': no such file or folder")
+    assert not (home / "mlflow.db").exists() and not (home / "prefect").exists()  # no store was started
 
 
 def test_up_refuses_a_taken_port(capsys):
