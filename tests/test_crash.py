@@ -39,7 +39,7 @@ def ganvirt(home: Path, *args: str, timeout: float = 600) -> subprocess.Complete
                           text=True, timeout=timeout)
 
 
-def kill_when(home: Path, args: list[str], ready, timeout: float = 300) -> None:
+def kill_when(home: Path, args: list[str], ready, timeout: float = 600) -> None:
     """Start ``ganvirt args``, SIGKILL it as soon as ``ready()`` holds."""
     proc = subprocess.Popen([sys.executable, "-m", "ganvirt.cli", *args], env=env_for(home),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
