@@ -78,11 +78,17 @@ def members(annotation) -> list[type[BaseModel]]:
     return list(typing.get_args(annotation)) if typing.get_args(annotation) else [annotation]
 
 
+def union_models(annotation) -> dict[str, type[BaseModel]]:
+    """Each model of a union section by its ``UNION_TAG`` value; empty for a plain section."""
+    found = members(annotation)
+    return {m.model_fields[UNION_TAG].default: m for m in found} if len(found) > 1 else {}
+
+
 def add_union(parser, section: str, info) -> None:
     """The flags of a section whose models form a union discriminated by ``UNION_TAG``: the tag
     is a choice of the models, and every other field has one flag, its help naming each
     model's own default."""
-    models = {m.model_fields[UNION_TAG].default: m for m in members(info.annotation)}
+    models = union_models(info.annotation)
     default = info.get_default(call_default_factory=True).model_fields[UNION_TAG].default if info.default_factory else None
     # no argparse choices: an unknown name gets pydantic's check, and explain()'s one line
     parser.add_argument(*flag_names(section, UNION_TAG), dest=dest(section, UNION_TAG), default=argparse.SUPPRESS,
@@ -101,7 +107,7 @@ def add_model(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     for field, info in model.model_fields.items():
         if field in SECTIONS:
             group = parser.add_argument_group(f"{field} ({info.description})" if info.description else field)
-            if len(members(info.annotation)) > 1:
+            if union_models(info.annotation):
                 add_union(group, field, info)
             else:
                 for sub, sub_info in info.annotation.model_fields.items():
@@ -131,19 +137,13 @@ def values(args: argparse.Namespace, model: type[BaseModel]) -> dict:
     return out | ({GATE: gate} if gate else {})
 
 
-def tags(model: type[BaseModel], section: str) -> set[str]:
-    """The models' names of a union section (empty for a plain one)."""
-    found = members(model.model_fields[section].annotation)
-    return {m.model_fields[UNION_TAG].default for m in found} if len(found) > 1 else set()
-
-
 def explain(exc, model: type[BaseModel]) -> str:
     """A pydantic ValidationError of ``model`` as one line that names each flag, the value given
     and what was expected: ``--steps 0 (train.steps): Input should be greater than or equal to 1``."""
     parts = []
     for e in exc.errors():
         loc, msg = [str(x) for x in e["loc"]], e["msg"]
-        if len(loc) >= 3 and loc[0] in SECTIONS and loc[1] in tags(model, loc[0]):
+        if len(loc) >= 3 and loc[0] in SECTIONS and loc[1] in union_models(model.model_fields[loc[0]].annotation):
             if e["type"] == "extra_forbidden":
                 msg = f"not a setting of {flag_names(loc[0], UNION_TAG)[-1]} {loc[1]}"
             loc = [loc[0], *loc[2:]]  # a union's errors name the model first: (train, dcgan, steps)
