@@ -6,7 +6,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from catalog import check_name
-from flows.params import VirtualizeParams, name_from_source
+from flows.params import VirtualizeParams, default_model, name_from_source
 from flows.publication import publish_dataset, task_runner
 from tasks import locks
 from tasks.evaluate import evaluate
@@ -33,7 +33,9 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
     name = check_name(p.dataset_name())
     gate = p.gate
     evaluation = p.evaluation.config()
-    snapshot = ingest(p.source, p.holdout, min_classes=2 if p.train.conditional else 0)
+    print(f"model {p.train.model}: " + (default_model(p.source)[1] if p.train.model == default_model(p.source)[0]
+                                         else "asked for by name"))
+    snapshot = ingest(p.source, p.holdout, min_classes=2 if p.train.conditional else 0, options=p.image_options())
     checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional,
                            p.train.device, p.train.width, evaluation, p.train.nproc)
     report = evaluate(checkpoint, snapshot, evaluation, gate)

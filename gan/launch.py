@@ -72,10 +72,7 @@ def main(spec_path: str) -> None:
     if cuda:
         torch.cuda.set_device(device)
     cfg, model = TrainConfig(**spec["train"]), ModelConfig(**spec["model"])
-    with np.load(spec["data"], allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    data.setdefault("labels", None)
-    xt, yt, _, _ = real_split(data)
+    xt, yt, _, _ = real_split(_load_arrays(Path(spec["data"])))
     probe = None
     if spec.get("extractor") and cfg.probe_every:
         e = spec["extractor"]
@@ -108,3 +105,15 @@ def main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+
+
+def _load_arrays(folder: Path) -> dict:
+    """A snapshot folder's arrays: one .npy each (images memory-mapped), or format 1's data.npz."""
+    if (folder / "data.npz").exists():
+        with np.load(folder / "data.npz", allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    else:
+        data = {f.stem: np.load(f, allow_pickle=False, mmap_mode="r" if f.stem == "images" else None)
+                for f in folder.glob("*.npy")}
+    data.setdefault("labels", None)
+    return data

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 # (section, field) → flag, where the field's own name would be ambiguous or is not the known flag
 NAMES: dict[tuple[str, str], list[str]] = {
+    ("train", "channels"): ["--dcgan-channels"],  # --channels is the image folder's 1 or 3
     ("evaluation", "num_samples"): ["--eval-samples"],
     ("evaluation", "k"): ["--eval-k"],
     ("evaluation", "seed"): ["--eval-seed"],
@@ -67,6 +68,7 @@ def add_field(parser, section: str, field: str, info, defaults: dict[str, object
         kw["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(kind) is Literal:
         kw["choices"] = list(typing.get_args(kind))
+        kw["type"] = type(kw["choices"][0])  # Literal[1, 3]: ints from the command line
     else:
         kw["type"] = kind
         kw["metavar"] = flag_names(section, field)[-1].lstrip("-").replace("-", "_").upper()
@@ -89,12 +91,11 @@ def add_union(parser, section: str, info) -> None:
     is a choice of the models, and every other field has one flag, its help naming each
     model's own default."""
     models = union_models(info.annotation)
-    default = info.get_default(call_default_factory=True).model_fields[UNION_TAG].default if info.default_factory else None
     # no argparse choices: an unknown name gets pydantic's check, and explain()'s one line
     parser.add_argument(*flag_names(section, UNION_TAG), dest=dest(section, UNION_TAG), default=argparse.SUPPRESS,
                         metavar="{" + ",".join(models) + "}", help="the model: " + ", ".join(
                             m.model_config.get("title", tag) for tag, m in models.items())
-                        + (f" (default: {default})" if default else ""))
+                        + " (default: see the section's title)")
     fields = dict.fromkeys(f for m in models.values() for f in m.model_fields if f != UNION_TAG)
     for field in fields:
         owners = {tag: m for tag, m in models.items() if field in m.model_fields}

@@ -1,8 +1,8 @@
 """Readers for every source kind; each returns uint8 images (N, C, H, W) and optional labels.
 
 Source strings: ``digits`` (scikit-learn's bundled 8x8 digits); an MNIST-style IDX folder, or
-comma-separated IDX files or http(s) URLs (``.gz`` or raw); a folder of images with one
-sub-folder per class; an ``.npz`` with ``images`` and optional ``labels``. Every problem is a
+comma-separated IDX files or http(s) URLs (``.gz`` or raw); a folder of images (class
+sub-folders, a ``labels.csv`` or flat; any size and mode: ``snapshots.images``); an ``.npz`` with ``images`` and optional ``labels``. Every problem is a
 ``SourceError`` whose message names the file or field and what was expected.
 """
 
@@ -15,18 +15,18 @@ import math
 import os
 import re
 import shutil
+import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
-MAX_IMAGE_PIXELS = 1 << 24      # per image in a folder source (4096 x 4096)
+from snapshots import images
+from snapshots.images import ImageOptions
+
 MAX_IDX_BYTES = 1 << 31          # refuse forged headers that would allocate more than 2 GiB
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 IDX_RE = re.compile(r"^(?P<prefix>.+?)-(?P<kind>images|labels)-idx(?P<ndim>\d)-ubyte(\.gz)?$")
 
 
@@ -40,10 +40,12 @@ class RawData:
     labels: np.ndarray | None                # int64 (N,) or None
     classes: list[str] | None = None         # class names, index = label
     notes: list[str] = field(default_factory=list)  # things worth a log line (skipped files)
+    file: Path | None = None                 # the .npy that ``images`` is memory-mapped from, if any
 
 
-def read(source: str, downloads: Path) -> RawData:
-    """Read any supported source; http(s) files are fetched once into ``downloads``."""
+def read(source: str, downloads: Path, options: ImageOptions | None = None, scratch: Path | None = None) -> RawData:
+    """Read any supported source; http(s) files are fetched once into ``downloads``. ``options``
+    shape image folders; ``scratch`` lets their decoded images stay on disk (``read_image_folder``)."""
     if source == "digits":
         return read_digits()
     parts = [p.strip() for p in source.split(",") if p.strip()]
@@ -57,7 +59,7 @@ def read(source: str, downloads: Path) -> RawData:
         return read_idx_files([path])
     if any(IDX_RE.match(p.name) for p in path.iterdir()):
         return read_idx_files(sorted(p for p in path.iterdir() if p.is_file()), folder=True)
-    return read_image_folder(path)
+    return read_image_folder(path, options, scratch)
 
 
 def check_local(source: str) -> None:
@@ -72,11 +74,14 @@ def check_local(source: str) -> None:
                               "an image folder, an .npz, or an http(s) URL)")
 
 
-def content_key(source: str) -> str | None:
+def content_key(source: str, options: ImageOptions | None = None) -> str | None:
     """sha256 of what a local source is made of, read as raw bytes without decoding (every file
-    under a folder, with its relative path), or of sklearn's version for ``digits``. None for
-    http(s) sources, whose content can change behind the same URL: those are always read."""
+    under a folder, with its relative path), or of sklearn's version for ``digits``, and of the
+    image ``options`` that shape a folder. None for http(s) sources, whose content can change
+    behind the same URL: those are always read."""
     h = hashlib.sha256(b"ganvirt-source-v1\0")
+    if options is not None and options != ImageOptions():
+        h.update(f"options {options.key()}\0".encode())
     if source == "digits":
         import sklearn
 
@@ -335,44 +340,19 @@ def _check_labels(y: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
 
 # ---------------------------------------------------------------- image folder
 
-def read_image_folder(root: Path, loader: Callable[[Path], np.ndarray] | None = None) -> RawData:
-    """``root/CLASS/*.png|jpg``: one sub-folder per class, all images of one size and mode."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise SourceError(f"{root}: no class sub-folders (expected ROOT/CLASS/IMAGE.png)")
-    loader = loader or _load_image
-    images, labels, first = [], [], None
-    for k, cls in enumerate(classes):
-        for p in sorted((root / cls).iterdir()):
-            if p.name.startswith(".") or p.is_dir():
-                continue
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise SourceError(f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})")
-            arr = loader(p)
-            if first is None:
-                first = (p, arr.shape)
-            elif arr.shape != first[1]:
-                raise SourceError(f"{p}: shape {arr.shape} differs from {first[0].name}'s {first[1]} (one size and mode per folder)")
-            images.append(arr)
-            labels.append(k)
-    if not images:
-        raise SourceError(f"{root}: class folders hold no images")
-    return RawData(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
-
-
-def _load_image(p: Path) -> np.ndarray:
-    from PIL import Image
-
+def read_image_folder(root: Path, options: ImageOptions | None = None, scratch: Path | None = None) -> RawData:
+    """Any folder of images (see ``snapshots.images``). With ``scratch`` the images stay
+    memory-mapped from a file there (``RawData.file``, which the snapshot store moves into the
+    snapshot); without, they are read into memory and the file is removed."""
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
     try:
-        with Image.open(p) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding
-                raise SourceError(f"{p}: {im.width}x{im.height} pixels, over the {MAX_IMAGE_PIXELS}-pixel limit")
-            if im.mode not in ("L", "RGB"):
-                raise SourceError(f"{p}: image mode {im.mode}, expected L (grayscale) or RGB")
-            im.load()
-            arr = np.asarray(im, dtype=np.uint8)
-    except SourceError:
-        raise
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError… for damaged files
-        raise SourceError(f"{p}: unreadable image ({type(exc).__name__}: {exc})") from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        with tempfile.TemporaryDirectory(prefix=".tmp-decode-", dir=scratch) as tmp:
+            d = images.read_folder(root, options or ImageOptions(), Path(tmp))
+            if scratch is None:
+                return RawData(np.array(d.images), d.labels, d.classes, d.notes)
+            kept = Path(scratch) / d.file.name
+            os.replace(d.file, kept)
+            return RawData(np.load(kept, mmap_mode="r"), d.labels, d.classes, d.notes, kept)
+    except images.ImageError as exc:
+        raise SourceError(str(exc)) from None

@@ -1,8 +1,10 @@
 """Snapshots: validated source content, fingerprinted, split, cached on disk.
 
-A snapshot folder ``<root>/<fingerprint[:16]>-h<holdout%>-s<seed>/`` holds ``data.npz``
-(uint8 ``images`` (N, C, H, W), int64 ``labels``, ``train`` and ``holdout`` index arrays) and
-``meta.json``. It is written under a temporary name and renamed, so it appears whole or not at all.
+A snapshot folder ``<root>/<fingerprint[:16]>-h<holdout%>-s<seed>/`` holds ``images.npy``
+(uint8 (N, C, H, W), read back memory-mapped), ``train.npy`` and ``holdout.npy`` (index arrays),
+``labels.npy`` (int64, labelled sources only) and ``meta.json``. It is written under a temporary
+name and renamed, so it appears whole or not at all. Snapshots of file format 1 (one
+``data.npz``) still load.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 
 from snapshots.sources import RawData, SourceError
 
-FORMAT = 1
+FORMAT = 1        # of the fingerprint: the same content keeps its fingerprint whatever the files
+FILE_FORMAT = 2   # of the folder: 1 was one data.npz; 2 is one .npy per array
+ARRAYS = ("images", "labels", "train", "holdout")
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,15 @@ class Snapshot:
     num_holdout: int
 
     def load(self) -> dict[str, np.ndarray]:
-        """``images``, ``labels`` (or None), ``train`` and ``holdout`` indices."""
-        with np.load(Path(self.path) / "data.npz", allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
+        """``images`` (memory-mapped, read-only), ``labels`` (or None), ``train`` and ``holdout``
+        indices."""
+        folder = Path(self.path)
+        if (folder / "data.npz").exists():  # file format 1
+            with np.load(folder / "data.npz", allow_pickle=False) as z:
+                out = {k: z[k] for k in z.files}
+        else:
+            out = {k: np.load(folder / f"{k}.npy", allow_pickle=False, mmap_mode="r" if k == "images" else None)
+                   for k in ARRAYS if (folder / f"{k}.npy").exists()}
         out.setdefault("labels", None)
         return out
 
@@ -46,7 +56,8 @@ def fingerprint(images: np.ndarray, labels: np.ndarray | None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"format": FORMAT, "shape": list(images.shape),
                          "labels": labels is not None}).encode())
-    h.update(np.ascontiguousarray(images).tobytes())
+    for i in range(0, len(images), 4096):  # in blocks: a memory-mapped source is never read whole
+        h.update(np.ascontiguousarray(images[i:i + 4096]).tobytes())
     if labels is not None:
         h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
     return h.hexdigest()
@@ -83,7 +94,16 @@ def stratified_split(labels: np.ndarray | None, n: int, holdout: float, seed: in
 
 def create(raw: RawData, source: str, root: Path, holdout: float = 0.2, seed: int = 0) -> tuple[Snapshot, bool]:
     """Validate ``raw`` and write its snapshot under ``root``, unless one with the same content,
-    holdout and seed exists. Returns (snapshot, created)."""
+    holdout and seed exists. Returns (snapshot, created). A memory-mapped ``raw.file`` is moved
+    into the snapshot (or removed when the snapshot exists), never copied."""
+    try:
+        return _create(raw, source, root, holdout, seed)
+    finally:
+        if raw.file is not None:
+            raw.file.unlink(missing_ok=True)
+
+
+def _create(raw: RawData, source: str, root: Path, holdout: float, seed: int) -> tuple[Snapshot, bool]:
     validate(raw, holdout)
     fp = fingerprint(raw.images, raw.labels)
     folder = root / f"{fp[:16]}-h{round(holdout * 100)}-s{seed}"
@@ -93,7 +113,7 @@ def create(raw: RawData, source: str, root: Path, holdout: float = 0.2, seed: in
     num_classes = int(raw.labels.max()) + 1 if raw.labels is not None else 0
     counts = np.bincount(raw.labels, minlength=num_classes).tolist() if raw.labels is not None else []
     meta = {
-        "format": FORMAT, "fingerprint": fp, "source": source,
+        "format": FORMAT, "file_format": FILE_FORMAT, "fingerprint": fp, "source": source,
         "shape": list(raw.images.shape[1:]), "num_images": len(raw.images),
         "num_classes": num_classes, "classes": raw.classes, "class_counts": counts,
         "holdout": holdout, "seed": seed, "num_train": len(train), "num_holdout": len(hold),
@@ -102,10 +122,14 @@ def create(raw: RawData, source: str, root: Path, holdout: float = 0.2, seed: in
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     os.chmod(tmp, 0o755)
     try:
-        arrays = {"images": raw.images, "train": train, "holdout": hold}
-        if raw.labels is not None:
-            arrays["labels"] = raw.labels
-        np.savez(tmp / "data.npz", **arrays)
+        if raw.file is not None and raw.file.parent.resolve() == root.resolve():
+            os.replace(raw.file, tmp / "images.npy")  # same file system: a rename
+            os.chmod(tmp / "images.npy", 0o644)
+        else:
+            np.save(tmp / "images.npy", raw.images)
+        for key, array in {"train": train, "holdout": hold, "labels": raw.labels}.items():
+            if array is not None:
+                np.save(tmp / f"{key}.npy", array)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         os.rename(tmp, folder)
     except OSError:
@@ -131,7 +155,7 @@ def lookup(root: Path, key: str | None, holdout: float = 0.2, seed: int = 0) -> 
         snap = _from_meta(folder)
     except (OSError, ValueError, KeyError):
         return None
-    return snap if (folder / "data.npz").exists() else None
+    return snap if (folder / "images.npy").exists() or (folder / "data.npz").exists() else None
 
 
 def remember(root: Path, key: str | None, snap: Snapshot, holdout: float = 0.2, seed: int = 0) -> None:

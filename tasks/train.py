@@ -150,7 +150,7 @@ def _train_torchrun(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, de
         extractor = {"weights": str(extractor_folder(snapshot, ev) / "extractor.pt"), "channels": meta["channels"],
                      "outputs": meta["outputs"], "feature_dim": meta["feature_dim"]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    spec = launcher.write_spec(folder / "torchrun", data=str(Path(snapshot.path) / "data.npz"), train_cfg=cfg,
+    spec = launcher.write_spec(folder / "torchrun", data=str(snapshot.path), train_cfg=cfg,
                                model=model, device=dev.type, out=str(path),
                                checkpoint_path=str(folder / "state.pt"), extractor=extractor)
     result = launcher.launch(spec, nproc, log=logger.info)

@@ -64,15 +64,20 @@ def build(kind, tmp):  # noqa: C901 - one branch per row of the table
     if kind == "count mismatch":
         idx_folder(tmp, labels=gzip.compress(idx_bytes(np.zeros(29, np.uint8))))
         return str(tmp), []
-    if kind == "mixed sizes":
-        image_folder(tmp, sizes=((8, 8), (9, 8)))
+    if kind == "images beside class folders":
+        image_folder(tmp)
+        Image.new("L", (8, 8)).save(tmp / "loose.png")
         return str(tmp), []
-    if kind == "mixed modes":
-        image_folder(tmp, modes=("L", "RGB"))
+    if kind == "labels.csv without its file":
+        image_folder(tmp)
+        (tmp / "labels.csv").write_text("file,label\nc0/0.png,a\nc0/gone.png,b\n")
         return str(tmp), []
-    if kind == "non-image file":
-        image_folder(tmp, extra=("notes.txt", b"hello"))
-        return str(tmp), []
+    if kind == "bad image size":
+        image_folder(tmp)
+        return str(tmp), ["--image-size", "0x8"]
+    if kind == "bad channels":
+        image_folder(tmp)
+        return str(tmp), ["--channels", "2"]
     if kind == "unreadable image":
         image_folder(tmp, extra=("broken.png", b"\x89PNG\r\n\x1a\nbroken"))
         return str(tmp), []
@@ -117,9 +122,10 @@ TABLE = [  # (input, what the one-line error must contain)
     ("truncated idx", "t-images-idx3-ubyte.gz"),
     ("wrong idx magic", "t-images-idx3-ubyte.gz"),
     ("count mismatch", "29"),
-    ("mixed sizes", "size"),
-    ("mixed modes", "mode"),
-    ("non-image file", "notes.txt"),
+    ("images beside class folders", "loose.png"),
+    ("labels.csv without its file", "c0/gone.png"),
+    ("bad image size", "--image-size 0x8"),
+    ("bad channels", "--channels"),
     ("unreadable image", "broken.png"),
     ("nan in npz", "x.npz"),
     ("out of range npz", "x.npz"),

@@ -27,3 +27,13 @@ def test_the_form_offers_the_models_and_starts_from_the_model_alone():
     assert start["train"] == {"model": "mlp"} and start["source"] == "digits"
     picked = {**start, "train": {**start["train"], "model": "dcgan"}}  # what the form sends
     assert VirtualizeParams(**picked).train == DCGANParams()
+
+
+def test_the_default_model_follows_the_source():
+    """The seed MLP where it passes its gates (digits); the DCGAN for any other source, also
+    when only other training fields are given; a named model is always kept."""
+    assert VirtualizeParams(source="digits").train.model == "mlp"
+    assert VirtualizeParams(source="photos/").train.model == "dcgan"
+    assert VirtualizeParams(source="photos/", train={"steps": 5}).train.steps == 5
+    assert VirtualizeParams(source="photos/", train={"steps": 5}).train.model == "dcgan"
+    assert VirtualizeParams(source="photos/", train={"model": "mlp"}).train.model == "mlp"

@@ -35,6 +35,21 @@ def test_create_caches_by_content(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_file_format_1_snapshots_still_load(tmp_path):
+    """Snapshots written before file format 2 (one data.npz) load as before, with their
+    fingerprint: lineage recorded against them stays valid."""
+    snap, _ = snapshots.create(raw(), "x", tmp_path)
+    folder = tmp_path / snap.path.rsplit("/", 1)[-1]
+    new = snap.load()
+    np.savez(folder / "data.npz", **{k: np.asarray(v) for k, v in new.items() if v is not None})
+    for f in folder.glob("*.npy"):
+        f.unlink()
+    old = snapshots.lookup(tmp_path, "k") or snap
+    for key, value in old.load().items():
+        np.testing.assert_array_equal(value, new[key])
+    assert snapshots.fingerprint(old.load()["images"], old.load()["labels"]) == snap.fingerprint
+
+
 def test_fingerprint_sees_labels():
     r = raw()
     assert snapshots.fingerprint(r.images, r.labels) != snapshots.fingerprint(r.images, r.labels[::-1].copy())
@@ -62,7 +77,7 @@ def test_source_content_key_finds_the_snapshot_until_the_content_changes(tmp_pat
     assert snapshots.lookup(root, key, holdout=0.3) is None  # another split is another snapshot
     np.savez(src, images=r.images, labels=r.labels[::-1].copy())
     assert sources.content_key(str(src)) != key
-    (root / snap.path.rsplit("/", 1)[-1] / "data.npz").unlink()  # a damaged cache is not trusted
+    (root / snap.path.rsplit("/", 1)[-1] / "images.npy").unlink()  # a damaged cache is not trusted
     assert snapshots.lookup(root, key) is None
     assert sources.content_key("http://127.0.0.1/x-images-idx3-ubyte.gz") is None
     assert sources.content_key("digits") == sources.content_key("digits")
