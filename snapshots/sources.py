@@ -21,6 +21,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 
 from snapshots import images
