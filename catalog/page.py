@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 
-HEADLINE = ("fid_like", "fid_like_floor", "tstr_accuracy", "trtr_accuracy", "precision", "recall",
+HEADLINE = ("fid_like", "fid_like_floor", "fid_like_ratio", "tstr_accuracy", "trtr_accuracy", "precision", "recall",
             "dcr_share", "mia_auc")
 STYLE = ("body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}table{border-collapse:collapse}"
          "td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}.pass{color:#070}.fail{color:#b00}"

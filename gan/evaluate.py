@@ -26,6 +26,8 @@ class EvalConfig:
     num_samples: int = 10_000                          # generated images scored
     k: int = 5                                         # neighbours for PRDC
     seed: int = 0                                      # seeds of samples and subsets
+    fid_count: int = 2_000                             # images per side of each FID-like distance
+    fid_subsets: int = 5                               # random subsets averaged (the spread is reported)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,12 +72,12 @@ def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: E
     rng = np.random.default_rng(cfg.seed)
     labels = np.resize(rng.permutation(yh), cfg.num_samples) if G.cfg.conditional else None
     fake = sample(G, cfg.num_samples, EVAL_SEED_OFFSET + cfg.seed, labels)
-    floor_pick = rng.choice(len(xt), size=min(len(xh), len(xt)), replace=False)
+    floor_pick = rng.choice(len(xt), size=min(cfg.fid_count * cfg.fid_subsets, len(xt)), replace=False)
     sets = EvalSets(
         holdout_features=extract(extractor, xh), floor_features=extract(extractor, xt[floor_pick]),
         fake_features=extract(extractor, fake), holdout_labels=yh, fake_labels=labels,
         train_pixels=_pixels(xt), holdout_pixels=_pixels(xh), fake_pixels=_pixels(fake),
-        k=cfg.k, seed=cfg.seed)
+        k=cfg.k, seed=cfg.seed, fid_count=cfg.fid_count, fid_subsets=cfg.fid_subsets)
     metrics = compute(sets, ["frechet", "kid", "prdc", "per_class"])
     private, distances = privacy(sets.train_pixels, sets.holdout_pixels, sets.fake_pixels, cfg.seed)
     metrics.update(private)

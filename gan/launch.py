@@ -103,10 +103,6 @@ def main(spec_path: str) -> None:
     dist.destroy_process_group()
 
 
-if __name__ == "__main__":
-    main(sys.argv[1])
-
-
 def _load_arrays(folder: Path) -> dict:
     """A snapshot folder's arrays: one .npy each (images memory-mapped), or format 1's data.npz."""
     if (folder / "data.npz").exists():
@@ -117,3 +113,8 @@ def _load_arrays(folder: Path) -> dict:
                 for f in folder.glob("*.npy")}
     data.setdefault("labels", None)
     return data
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+

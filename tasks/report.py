@@ -8,8 +8,10 @@ import numpy as np
 from PIL import Image
 
 from gan.sampling import grid
+from tasks.gates import describe
 
-HEADLINE = ["fid_like", "fid_like_floor", "kid", "kid.std", "precision", "recall", "density",
+HEADLINE = ["fid_like", "fid_like.std", "fid_like_floor", "fid_like_floor.std", "fid_like_ratio", "fid_like_ratio.std",
+            "kid", "kid.std", "precision", "recall", "density",
             "coverage", "tstr_accuracy", "trtr_accuracy", "dcr_share", "near_copy_share", "mia_auc"]
 
 
@@ -21,11 +23,11 @@ def rows(metrics: dict[str, float], thresholds: dict[str, dict]) -> list[dict]:
             continue
         gate = thresholds.get(key)
         if gate is None:
-            limit, verdict = "", ""
+            limit, verdict, derived = "", "", ""
         else:
-            limit = f"<= {gate['max']:.4g}" if "max" in gate else f">= {gate['min']:.4g}"
-            verdict = "pass" if gate["passed"] else "FAIL"
-        out.append({"metric": key, "value": round(float(metrics[key]), 6), "threshold": limit, "gate": verdict})
+            limit, verdict, derived = describe(gate), ("pass" if gate["passed"] else "FAIL"), gate.get("derived", "")
+        out.append({"metric": key, "value": round(float(metrics[key]), 6), "threshold": limit, "gate": verdict,
+                    "derived from": derived})
     return out
 
 
@@ -34,16 +36,22 @@ def markdown(name: str, run_id: str, metrics: dict[str, float], thresholds: dict
     failed = [k for k, g in thresholds.items() if not g["passed"]]
     lines = [f"# Evaluation of `{name}` (run `{run_id}`)", "",
              f"**Gates: {'all passed' if not failed else 'FAILED: ' + ', '.join(failed)}**", "",
-             "| metric | value | threshold | gate |", "|---|---|---|---|"]
-    lines += [f"| {r['metric']} | {r['value']:.4f} | {r['threshold']} | {r['gate']} |" for r in rows(metrics, thresholds)]
+             "| metric | value | threshold | gate | threshold derived from |", "|---|---|---|---|---|"]
+    lines += [f"| {r['metric']} | {r['value']:.4f} | {r['threshold']} | {r['gate']} | {r['derived from']} |"
+              for r in rows(metrics, thresholds)]
     per_class = sorted(k for k in metrics if ".class_" in k)
     if per_class:
         classes = sorted({k.rsplit("_", 1)[1] for k in per_class}, key=int)
         lines += ["", "Per class:", "", "| class | coverage | fid_like |", "|---|---|---|"]
         lines += [f"| {c} | {metrics.get(f'coverage.class_{c}', float('nan')):.3f} | "
                   f"{metrics.get(f'fid_like.class_{c}', float('nan')):.3f} |" for c in classes]
-    lines += ["", f"`fid_like_floor` is the same distance between real train and real holdout images: "
-              f"what a perfect generator would score. {num_samples} generated images were scored.",
+    count = int(metrics.get("fid_like.count", 0))
+    lines += ["", f"`fid_like_floor` is the same distance between real train and real holdout images: what a "
+              f"perfect generator would score. Both are measured at {count} images a side, averaged over random "
+              "subsets (`.std`: their spread), so that the ratio means the same on a dataset of any size. "
+              "`tstr_accuracy` is gated relative to `trtr_accuracy` (the same classifier trained on real data); "
+              "`kid` is reported but not gated unless a policy sets `max_kid` (its real-vs-real value is about 0). "
+              f"{num_samples} generated images were scored.",
               f"Feature extractor sha256: `{extractor_hash}` (scores from other extractors are not comparable)."]
     return "\n".join(lines) + "\n"
 

@@ -56,7 +56,7 @@ def open_gates(**overrides):
     """A policy every candidate passes, with some thresholds set back to real values."""
     from tasks.gates import GatePolicy
 
-    wide = dict(max_fid_ratio=1e9, max_kid=1e12, min_precision=0, min_recall=0, min_tstr_accuracy=0,
+    wide = dict(max_fid_ratio=1e9, max_kid=1e12, min_precision=0, min_recall=0, min_tstr_accuracy=0, min_tstr_ratio=0,
                 max_dcr_share=1, max_near_copy_share=1, max_mia_auc=1)
     return GatePolicy(**{**wide, **overrides})
 

@@ -23,7 +23,7 @@ import catalog
 pytestmark = pytest.mark.slow
 
 OPEN = ["--gate", "max_fid_ratio=1e9", "--gate", "max_kid=1e12", "--gate", "min_precision=0", "--gate", "min_recall=0",
-        "--gate", "min_tstr_accuracy=0", "--gate", "max_dcr_share=1", "--gate", "max_near_copy_share=1",
+        "--gate", "min_tstr_accuracy=0", "--gate", "min_tstr_ratio=0", "--gate", "max_dcr_share=1", "--gate", "max_near_copy_share=1",
         "--gate", "max_mia_auc=1"]
 RUN = ["run", "--source", "digits", "--name", "crash", "--steps", "2000", "--checkpoint-every", "200",
        "-n", "200", *OPEN]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from gan.metrics import fid_like, frechet_distance, gaussian_stats
+from gan.metrics import fid_like, fid_like_subsets, frechet_distance, gaussian_stats
 
 
 def reference_fid(a, b):
@@ -128,3 +128,23 @@ def test_features_do_not_depend_on_batch_size():
     m1 = kid(a, a[::-1].copy(), subsets=5, subset_size=50)
     m2 = kid(b, b[::-1].copy(), subsets=5, subset_size=50)
     assert m1[0] == pytest.approx(m2[0], rel=1e-4, abs=1e-9)
+
+
+def test_fid_ratio_means_the_same_at_any_dataset_size():
+    """One real source subsampled at two sizes (60,000 and 12,000 images, a fifth held out):
+    the raw floor at the holdout's own count moves by about 4x, while fid_like over its floor,
+    both at 2,000 a side and averaged over subsets, stays within its reported spread."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (10, 32))
+    draw = lambda n, shift=0.0, scale=1.0: centres[rng.integers(0, 10, n)] + shift + scale * rng.normal(0, 1, (n, 32))
+    real, fake = draw(60_000), draw(10_000, 0.15, 1.1)
+    raw_floor, scored = {}, {}
+    for n in (60_000, 12_000):
+        holdout, train = real[:n // 5], real[n // 5:n]
+        raw_floor[n] = fid_like(holdout, train[:len(holdout)])
+        scored[n] = fid_like_subsets(holdout, train, fake, count=2_000, subsets=5, seed=0)
+    assert raw_floor[12_000] > 3 * raw_floor[60_000]
+    a, b = scored[60_000], scored[12_000]
+    assert a["fid_like.count"] == b["fid_like.count"] == 2_000
+    assert abs(a["fid_like_ratio"] - b["fid_like_ratio"]) <= max(a["fid_like_ratio.std"], b["fid_like_ratio.std"])
+    assert a["fid_like_ratio"] > 1.5 and b["fid_like_ratio"] > 1.5  # the shifted set is told apart at both sizes

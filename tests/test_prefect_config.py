@@ -14,7 +14,7 @@ from tests.test_services import call, free_port, wait_for
 pytestmark = pytest.mark.slow
 
 OPEN_GATES = [f"--gate={k}" for k in ("max_fid_ratio=1e9", "max_kid=1e12", "min_precision=0", "min_recall=0",
-                                      "min_tstr_accuracy=0", "max_dcr_share=1", "max_near_copy_share=1", "max_mia_auc=1")]
+                                      "min_tstr_accuracy=0", "min_tstr_ratio=0", "max_dcr_share=1", "max_near_copy_share=1", "max_mia_auc=1")]
 TINY = ["--steps", "30", "--batch-size", "32", "--eval-samples", "100", "--classifier-steps", "10", "-n", "20"]
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 TINY = {"source": "digits", "name": "stack", "train": {"model": "mlp", "steps": 100, "batch_size": 64},
         "evaluation": {"classifier_steps": 30, "num_samples": 300},
-        "gate": {"max_fid_ratio": 1e9, "max_kid": 1e12, "min_precision": 0, "min_recall": 0, "min_tstr_accuracy": 0,
+        "gate": {"max_fid_ratio": 1e9, "max_kid": 1e12, "min_precision": 0, "min_recall": 0, "min_tstr_accuracy": 0, "min_tstr_ratio": 0,
                  "max_dcr_share": 1, "max_near_copy_share": 1, "max_mia_auc": 1},
         "publication": {"n": 40}}
 

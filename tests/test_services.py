@@ -97,7 +97,7 @@ def test_up_serves_deployments_and_runs_them(tmp_path):
                         "train": {"model": "mlp", "steps": 300, "batch_size": 64},  # the API names the model
                         "evaluation": {"classifier_steps": 50, "num_samples": 400},
                         "gate": {"max_fid_ratio": 1e9, "max_kid": 1e12, "min_precision": 0, "min_recall": 0,
-                                 "min_tstr_accuracy": 0, "max_dcr_share": 1, "max_near_copy_share": 1,
+                                 "min_tstr_accuracy": 0, "min_tstr_ratio": 0, "max_dcr_share": 1, "max_near_copy_share": 1,
                                  "max_mia_auc": 1},
                         "publication": {"n": 50}}}
         run = call(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})

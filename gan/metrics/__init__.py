@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from gan.metrics.frechet import GaussianStats, fid_like, frechet_distance, gaussian_stats
+from gan.metrics.frechet import GaussianStats, fid_like, fid_like_subsets, frechet_distance, gaussian_stats
 from gan.metrics.kid import kid
 from gan.metrics.prdc import prdc
 from gan.metrics.privacy import auc, privacy
@@ -21,7 +21,7 @@ from gan.metrics.privacy import auc, privacy
 class EvalSets:
     """Everything a metric family may need; rows aligned with their labels."""
     holdout_features: np.ndarray        # (n_h, d) real holdout
-    floor_features: np.ndarray          # (n_h', d) real train subsample, for the floor
+    floor_features: np.ndarray          # (n_t', d) real train subsample, for the floor
     fake_features: np.ndarray           # (n_g, d) generated
     holdout_labels: np.ndarray | None   # (n_h,)
     fake_labels: np.ndarray | None      # (n_g,)
@@ -30,13 +30,12 @@ class EvalSets:
     fake_pixels: np.ndarray             # (n_g, C*H*W)
     k: int = 5                          # neighbours for PRDC
     seed: int = 0
+    fid_count: int = 2_000              # rows per side of every FID-like distance
+    fid_subsets: int = 5                # subsets averaged
 
 
 def _frechet(s: EvalSets) -> dict[str, float]:
-    # the same sample count on both sides of both distances, so fid_like and its floor compare
-    n = min(len(s.holdout_features), len(s.floor_features), len(s.fake_features))
-    return {"fid_like": fid_like(s.holdout_features[:n], s.fake_features[:n]),
-            "fid_like_floor": fid_like(s.holdout_features[:n], s.floor_features[:n])}
+    return fid_like_subsets(s.holdout_features, s.floor_features, s.fake_features, s.fid_count, s.fid_subsets, s.seed)
 
 
 def _kid(s: EvalSets) -> dict[str, float]:
@@ -88,5 +87,5 @@ def compute(sets: EvalSets, families: list[str] | None = None) -> dict[str, floa
     return out
 
 
-__all__ = ["EvalSets", "FAMILIES", "GaussianStats", "auc", "compute", "fid_like",
+__all__ = ["EvalSets", "FAMILIES", "GaussianStats", "auc", "compute", "fid_like", "fid_like_subsets",
            "frechet_distance", "gaussian_stats", "kid", "prdc", "privacy"]

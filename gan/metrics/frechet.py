@@ -46,3 +46,25 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
 def fid_like(real_features: np.ndarray, fake_features: np.ndarray) -> float:
     """Fréchet distance between Gaussian fits of two feature sets."""
     return frechet_distance(gaussian_stats(real_features), gaussian_stats(fake_features))
+
+
+def fid_like_subsets(reference: np.ndarray, floor: np.ndarray, fake: np.ndarray, count: int = 2_000,
+                     subsets: int = 5, seed: int = 0) -> dict[str, float]:
+    """FID-like of ``fake`` and its floor (``floor``: other real images) against ``reference``,
+    at the same ``count`` rows per side whatever the dataset size, averaged over ``subsets``
+    random subsets. The Fréchet distance of finite samples is biased upwards by about
+    tr(Σ)/n, so a score and its floor compare, and compare across datasets, only at one n.
+    Returns the means, their spreads (``.std``), their ratio and the count used."""
+    n = min(count, len(reference), len(floor), len(fake))
+    rng = np.random.default_rng(seed)
+    fids, floors = [], []
+    for _ in range(subsets):
+        ref = reference[rng.choice(len(reference), n, replace=False)]
+        fids.append(fid_like(ref, fake[rng.choice(len(fake), n, replace=False)]))
+        floors.append(fid_like(ref, floor[rng.choice(len(floor), n, replace=False)]))
+    fids_, floors_ = np.asarray(fids), np.asarray(floors)
+    ratios = fids_ / np.maximum(floors_, 1e-12)
+    spread = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)
+    return {"fid_like": float(fids_.mean()), "fid_like.std": spread(fids_),
+            "fid_like_floor": float(floors_.mean()), "fid_like_floor.std": spread(floors_),
+            "fid_like_ratio": float(ratios.mean()), "fid_like_ratio.std": spread(ratios), "fid_like.count": float(n)}
