@@ -11,7 +11,13 @@ from typing import Callable
 
 import numpy as np
 
-from gan.metrics.frechet import GaussianStats, fid_like, fid_like_subsets, frechet_distance, gaussian_stats
+from gan.metrics.frechet import (
+    GaussianStats,
+    fid_like,
+    fid_like_subsets,
+    frechet_distance,
+    gaussian_stats,
+)
 from gan.metrics.kid import kid
 from gan.metrics.prdc import prdc
 from gan.metrics.privacy import auc, privacy
