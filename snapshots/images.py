@@ -192,15 +192,16 @@ class Decoded:
     notes: list[str]
 
 
-def read_folder(root: Path, options: ImageOptions, scratch: Path) -> Decoded:
-    """Decode every image of ``root`` into ``scratch/*.npy`` (see the module docstring)."""
+def read_folder(root: Path, options: ImageOptions, scratch: Path, workers: int | None = None) -> Decoded:
+    """Decode every image of ``root`` into ``scratch/*.npy`` (see the module docstring), in
+    ``workers`` processes (default: one per core for folders of ``SERIAL_BELOW`` files or more)."""
     listing = list_folder(root)
     n = len(listing.files)
     if not n:
         raise ImageError(f"{root}: no image files (the folder is empty or holds none of "
                          f"{', '.join(sorted(IMAGE_SUFFIXES))}, flat or in class sub-folders)")
     chunks = [listing.files[i:i + CHUNK] for i in range(0, n, CHUNK)]
-    with _pool(n) as pool:
+    with _pool(n, workers) as pool:
         probes = [r for rs in _ordered(pool, _probe_chunk, [(c,) for c in chunks], n, "read headers") for r in rs]
         failed = [(p, r) for p, r in zip(listing.files, probes) if isinstance(r, str)]
         _check_share(root, failed, n, options.max_undecodable)  # fail before decoding when already over
@@ -302,9 +303,9 @@ class _pool:
     an unguarded script's flow and fails for ``python -`` and notebooks. The workers only run
     numpy and PIL. (Threads do not help: measured 0.99x serial on 2 cores, fork 1.38x.)"""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, workers: int | None = None):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.workers = min(cores, -(-n // CHUNK)) if n >= SERIAL_BELOW else 1
+        self.workers = min(workers or cores, -(-n // CHUNK)) if n >= SERIAL_BELOW else 1
 
     def __enter__(self):
         method = "fork" if "fork" in get_all_start_methods() else "spawn"

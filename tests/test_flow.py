@@ -346,3 +346,27 @@ def test_what_consumers_download_holds_no_pickle(published, tmp_path):
 
     torch.save({"w": torch.zeros(2)}, torch_file)
     assert pickled(torch_file)
+
+
+def test_flat_folder_trains_an_unconditional_model(prefect_server, tmp_path):
+    """A flat folder of colour images of two sizes is an unlabelled source: the default model
+    for it (the DCGAN) trains unconditionally and what it publishes has no labels."""
+    from PIL import Image
+
+    from flows.params import DCGANParams
+
+    root = tmp_path / "flat"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        size = (12, 12) if i % 3 else (16, 12)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / f"{i}.png")
+    p = VirtualizeParams(source=str(root), name="flat", gate=LENIENT, train={"steps": 20, "batch_size": 16, "channels": 8},
+                         evaluation=EvalParams(classifier_steps=20, num_samples=60), publication=PublishParams(n=20))
+    assert isinstance(p.train, DCGANParams)
+    result = virtualize(p)
+    assert "tstr_accuracy" not in result["metrics"]
+    params = client().get_run(result["run_id"]).data.params
+    assert params["model.num_classes"] == "0" and params["model.kind"] == "dcgan"
+    images, labels = catalog.load("flat", root=result["dataset"].rsplit("/", 2)[0])
+    assert images.shape == (20, 3, 12, 12) and labels is None

@@ -39,3 +39,29 @@ def test_mnist_idx_run_reports_every_metric(prefect_server):
             "dcr_share", "near_copy_share", "mia_auc"} <= set(m)
     assert 0 < m["fid_like_floor"] < m["fid_like"]
     assert m["trtr_accuracy"] > 0.95 and m["tstr_accuracy"] > 0.3  # chance is 0.1
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="real MNIST files not present (../shared/data/mnist)")
+def test_verdict_and_ratio_do_not_depend_on_the_evaluation_count(prefect_server):
+    """One generator (the seed MLP at lr 1e-3, 4,000 steps on the MNIST split) scored with 2,000
+    and with 8,000 generated images: the same verdict (overall and the fid_like gate's), and fid_like_ratio within
+    the 8,000-image score's reported spread (2 standard deviations over its 5 subsets of 2,000)."""
+    from gan.evaluate import EvalConfig
+    from gan.train import TrainConfig
+    from tasks.evaluate import evaluate
+    from tasks.gates import GatePolicy
+    from tasks.ingest import ingest
+    from tasks.train import train_gan
+
+    snap = ingest.fn(str(MNIST))
+    ckpt = train_gan.fn(snap, "mnist-counts", TrainConfig(steps=4_000, lr=1e-3, grid_every=0))
+    policy = GatePolicy()
+    few, many = (evaluate.fn(ckpt, snap, EvalConfig(num_samples=n), policy).metrics for n in (2_000, 8_000))
+    print("2000:", {k: round(v, 4) for k, v in few.items() if k.startswith("fid")},
+          "8000:", {k: round(v, 4) for k, v in many.items() if k.startswith("fid")})
+    assert few["fid_like.count"] == many["fid_like.count"] == 2_000
+    verdicts = [policy.thresholds(m) for m in (few, many)]
+    assert verdicts[0]["fid_like"]["passed"] == verdicts[1]["fid_like"]["passed"]
+    assert all(r["passed"] for r in verdicts[0].values()) == all(r["passed"] for r in verdicts[1].values())
+    assert abs(few["fid_like_ratio"] - many["fid_like_ratio"]) <= 2 * many["fid_like_ratio.std"]
+    assert few["fid_like_floor"] == pytest.approx(many["fid_like_floor"], rel=0.2)
