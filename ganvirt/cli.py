@@ -12,6 +12,15 @@ from ganvirt import settings
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:  # in a fraction of a second: before run's flags import torch, before any store starts
+        _check_source(argv)
+    except ValueError as exc:
+        if "--debug" in argv:
+            import traceback
+
+            traceback.print_exc()
+        print(f"ganvirt: error: {one_line(exc)}", file=sys.stderr)
+        return 1
     parser = build_parser(run_flags="run" in argv)
     args = parser.parse_args(argv)
     try:
@@ -29,6 +38,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"ganvirt: error: {one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _check_source(argv: list[str]) -> None:
+    """Refuse ``run --source PATH`` where PATH does not exist (``SourceError``)."""
+    if "run" not in argv:
+        return
+    from snapshots.sources import check_local
+
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--source" and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--source=") else None
+        if value is not None:
+            check_local(value)
 
 
 class _NoTraceback:
@@ -177,7 +198,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ValueError(flags.explain(exc, VirtualizeParams)) from None
     catalog.check_name(p.dataset_name())
-    sources.check_local(sources.reveal(p.source))  # before any store starts
     from ganvirt import stores
 
     stores_ready = stores.prepare_in_background()  # arguments are valid: stores start while flows load
