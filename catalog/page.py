@@ -37,6 +37,15 @@ def _metric_cells(m: dict) -> str:
     return "".join(cells)
 
 
+def near_copies_text(m: dict) -> str:
+    """What the manifest says about near copies of real images."""
+    nc = m.get("near_copies")
+    if not nc:
+        return "near copies: not filtered (published before the filter)"
+    return (f"near copies replaced at publication: {nc['replaced']} (samples nearer than {nc['threshold']:.3g} to a "
+            "real train or holdout image, each replaced by the next unused seed)")
+
+
 def _pull(name: str, version: int) -> str:
     return f"ganvirt pull {name}@{version} --to ./{name}-v{version}"
 
@@ -62,6 +71,7 @@ def dataset_page(name: str, manifests: dict[int, dict]) -> str:
             f"<p>generator <code>{_e(gen.get('uri', '?'))}</code> (run {_e(gen.get('run_id', '?'))}) · "
             f"source <code>{_e(src.get('uri', '?'))}</code> sha256 {_e(str(src.get('fingerprint', '?'))[:16])}… · "
             f"seed {_e(m.get('seed', '?'))} · Prefect flow run {_e(m.get('prefect_flow_run_id') or '–')}</p>"
+            f"<p>{_e(near_copies_text(m))}</p>"
             f"<p><code>{_e(_pull(name, v))}</code></p>")
     body = (f"<p><a href='../index.html'>← all datasets</a></p><h1>{_e(name)}</h1>" + "".join(rows))
     return _doc(f"{name} · ganvirt catalog", body)

@@ -34,9 +34,6 @@ def sample_seeds(G: nn.Module, seeds: np.ndarray, labels: np.ndarray | None = No
         device: where to run the network (default: where its weights are).
     """
     cfg = G.cfg
-    if device is None:
-        weight = next(iter([*G.parameters(), *G.buffers()]), None)
-        device = weight.device if weight is not None else torch.device("cpu")
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if cfg.conditional:
         if labels is None:
@@ -48,14 +45,25 @@ def sample_seeds(G: nn.Module, seeds: np.ndarray, labels: np.ndarray | None = No
             raise ValueError(f"label out of range: expected 0..{cfg.num_classes - 1}")
     elif labels is not None:
         raise ValueError("this generator is unconditional: labels must not be given")
+    return sample_noise(G, noise_for_seeds(seeds, cfg.z_dim), labels, device)
 
+
+@torch.inference_mode()
+def sample_noise(G: nn.Module, z: torch.Tensor, labels: np.ndarray | None = None,
+                 device: torch.device | str | None = None) -> np.ndarray:
+    """Generate one image per noise row (n, z_dim), on fixed-size chunks (the tail padded), so
+    that a row gives the same pixels whatever else is asked with it; uint8 (n, C, H, W).
+    ``sample_seeds`` is this on each seed's own noise."""
+    cfg = G.cfg
+    if device is None:
+        weight = next(iter([*G.parameters(), *G.buffers()]), None)
+        device = weight.device if weight is not None else torch.device("cpu")
     was_training = G.training
     G.eval()
-    z = noise_for_seeds(seeds, cfg.z_dim)
-    y = torch.from_numpy(labels.copy()) if labels is not None else None
-    out = np.empty((len(seeds), cfg.channels, cfg.height, cfg.width), dtype=np.uint8)
-    for start in range(0, len(seeds), CHUNK):
-        stop = min(start + CHUNK, len(seeds))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64).copy()) if labels is not None else None
+    out = np.empty((len(z), cfg.channels, cfg.height, cfg.width), dtype=np.uint8)
+    for start in range(0, len(z), CHUNK):
+        stop = min(start + CHUNK, len(z))
         zc = torch.zeros(CHUNK, cfg.z_dim)
         zc[: stop - start] = z[start:stop]
         yc = None

@@ -104,18 +104,61 @@ def load_version(model: str, version: str):
     return load_pyfunc(f"models:/{model}/{version}").unwrap_python_model().G
 
 
-def sample_publication(G, n: int, seed: int, lo: int = 0, hi: int | None = None):
-    """Images ``[lo, hi)`` of a publication of ``n``: image i uses seed ``seed + i`` and the i-th
-    label of the class-balanced mix, so any sharding (and any later materialisation) agrees."""
+def publication_seeds(n: int, seed: int, lo: int = 0, hi: int | None = None,
+                      replaced: dict[int, int] | None = None) -> np.ndarray:
+    """The seeds of images ``[lo, hi)`` of a publication of ``n``: ``seed + i``, except where
+    ``replaced`` (image → seed) says otherwise (near copies replaced at publication)."""
+    hi = n if hi is None else hi
+    seeds = seed + np.arange(lo, hi, dtype=np.int64)
+    for i, s in (replaced or {}).items():
+        if lo <= i < hi:
+            seeds[i - lo] = s
+    return seeds
+
+
+def sample_publication(G, n: int, seed: int, lo: int = 0, hi: int | None = None,
+                       replaced: dict[int, int] | None = None):
+    """Images ``[lo, hi)`` of a publication of ``n``: image i uses seed ``seed + i`` (or its
+    replacement) and the i-th label of the class-balanced mix, so any sharding (and any later
+    materialisation) agrees."""
     hi = n if hi is None else hi
     labels = balanced_labels(n, G.cfg.num_classes)[lo:hi] if G.cfg.conditional else None
-    return sample_seeds(G, seed + np.arange(lo, hi, dtype=np.int64), labels), labels
+    return sample_seeds(G, publication_seeds(n, seed, lo, hi, replaced), labels), labels
+
+
+class NearCopies(RuntimeError):
+    """Replacements for a near copy were near copies too: the generator recalls its data."""
+
+
+def replace_near_copies(G, n: int, seed: int, flagged: list[int], too_near, tries: int = 100) -> dict[int, int]:
+    """A replacement seed for each flagged image, in image order: the next unused seed from
+    ``seed + n`` upward whose sample ``too_near`` (uint8 (m, C, H, W) → bool (m,)) accepts, with
+    the image's own label. Raises ``NearCopies`` when ``tries`` candidates for one image fail."""
+    labels = balanced_labels(n, G.cfg.num_classes) if G.cfg.conditional else None
+    replaced, candidate = {}, seed + n
+    for i in flagged:
+        for _ in range(tries):
+            image = sample_seeds(G, np.array([candidate]), labels[i:i + 1] if labels is not None else None)
+            candidate += 1
+            if not too_near(image)[0]:
+                replaced[i] = candidate - 1
+                break
+        else:
+            raise NearCopies(f"image {i} and {tries} replacement seeds were all near copies of real records: the "
+                             f"generator recalls its training data; nothing was published")
+    return replaced
+
+
+def replacements(m: dict) -> dict[int, int]:
+    """A manifest's replaced seeds (image → seed); empty for versions published before the filter."""
+    return {int(i): int(s) for i, s in ((m.get("near_copies") or {}).get("replacement_seeds") or {}).items()}
 
 
 def materialise(m: dict):
-    """A virtual manifest's images, sampled again from the registered generator it names."""
+    """A virtual manifest's images, sampled again from the registered generator it names, with
+    its near copies' replacement seeds: no real data is needed."""
     G = load_version(m["generator"]["model"], m["generator"]["version"])
-    return sample_publication(G, m["shape"][0], m["seed"])
+    return sample_publication(G, m["shape"][0], m["seed"], replaced=replacements(m))
 
 
 def sample(name: str, alias: str, n: int, seed: int, label: int | None = None):

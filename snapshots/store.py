@@ -38,6 +38,11 @@ class Snapshot:
     num_train: int
     num_holdout: int
 
+    @staticmethod
+    def at(path: str | Path) -> Snapshot:
+        """The snapshot in folder ``path``."""
+        return _from_meta(Path(path))
+
     def load(self) -> dict[str, np.ndarray]:
         """``images`` (memory-mapped, read-only), ``labels`` (or None), ``train`` and ``holdout``
         indices."""
@@ -167,6 +172,18 @@ def remember(root: Path, key: str | None, snap: Snapshot, holdout: float = 0.2, 
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"snapshot": Path(snap.path).name, "source_key": key}))
     os.replace(tmp, entry)
+
+
+def find(root: Path, fingerprint: str) -> Snapshot | None:
+    """A complete snapshot of content ``fingerprint`` under ``root`` (any split), or None."""
+    for folder in sorted(root.glob(f"{fingerprint[:16]}-*")):
+        try:
+            snap = _from_meta(folder)
+        except (OSError, ValueError, KeyError):
+            continue
+        if snap.fingerprint == fingerprint and ((folder / "images.npy").exists() or (folder / "data.npz").exists()):
+            return snap
+    return None
 
 
 def _from_meta(folder: Path) -> Snapshot:

@@ -19,10 +19,19 @@ from prefect import runtime, task
 import catalog
 from catalog import formats
 from catalog.store import owner_tag, sweep_orphans
-from registry.generators import NotRegistered, load_version, sample_publication, version_of
+from gan.metrics.distances import nearest, nearest_images
+from registry.generators import (
+    NearCopies,
+    NotRegistered,
+    load_version,
+    replace_near_copies,
+    sample_publication,
+    version_of,
+)
+from snapshots import store as snapshots
 from tasks import report as reporting
-from tasks.home import catalog_root, home, tracking_uri
-from tasks.refs import Plan
+from tasks.home import catalog_root, home, snapshot_root, tracking_uri
+from tasks.refs import Plan, Snapshot
 from tasks.tracking import client, run_logger
 
 
@@ -51,11 +60,15 @@ def lineage(mv) -> dict:
 SHARD_SIZE = 10_000  # images per mapped sampling task
 
 
+FINAL = (NotRegistered, NearCopies)  # a second try cannot change these
+
+
 def _worth_a_retry(task, run, state) -> bool:
-    """Retry what may pass on a second try (the tracking server's I/O), not a missing model."""
+    """Retry what may pass on a second try (the tracking server's or the store's I/O), not a
+    missing model or a generator of near copies."""
     try:
         state.result()
-    except NotRegistered:
+    except FINAL:
         return False
     except Exception:
         return True
@@ -76,8 +89,23 @@ def plan(name: str, n: int = 10_000, seed: int = 0, expected_version: str | None
     if swept:
         run_logger().info("removed %d staging folder(s) of publications killed earlier", len(swept))
     staging = home() / "staging" / f"{owner_tag()}{name}-{uuid.uuid4().hex[:12]}"
+    snapshot, threshold = real_reference(mv)
     return Plan(name, mv.name, str(mv.version), n, seed, shard_size, str(staging),
-                str(runtime.flow_run.id or ""), formats.check_format(fmt), virtual)
+                str(runtime.flow_run.id or ""), formats.check_format(fmt), virtual, snapshot.path, threshold)
+
+
+def real_reference(mv) -> tuple[Snapshot, float]:
+    """The snapshot a version was trained on and its near-copy threshold (the 1st percentile of
+    holdout→train nearest pixel distances, as ``near_copy_share``). Publication runs where the
+    real data is: without it, it is refused."""
+    fingerprint = client().get_run(mv.run_id).data.params.get("snapshot", "")
+    snap = snapshots.find(snapshot_root(), fingerprint) if fingerprint else None
+    if snap is None:
+        raise RuntimeError(f"{mv.name} v{mv.version}: its real data (snapshot {fingerprint[:16] or '?'}) is not under "
+                           f"{snapshot_root()}: publication filters near copies against it, so it runs where the data is")
+    x, _, tr, ho = (lambda d: (d["images"], d["labels"], d["train"], d["holdout"]))(snap.load())
+    pixels = lambda rows: x[rows].reshape(len(rows), -1).astype(np.float64) / 255.0
+    return snap, float(np.percentile(nearest(pixels(ho), pixels(tr)), 1))
 
 
 def shard_range(p: Plan, index: int) -> tuple[int, int]:
@@ -90,17 +118,19 @@ def sample_shard(p: Plan, index: int) -> str:
     the i-th label of the class-balanced mix, so any sharding gives the same dataset."""
     mlflow.set_tracking_uri(tracking_uri())  # also on a worker that did not inherit it
     images, labels = sample_publication(load_version(p.model, p.version), p.n, p.seed, *shard_range(p, index))
+    near = nearest_images(images, Snapshot.at(p.snapshot).load()["images"]) < p.near_copy_threshold
     out = Path(p.staging) / f"shard-{index:06d}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, **({"labels": labels} if labels is not None else {}))
+    np.savez(tmp, images=images, near=near, **({"labels": labels} if labels is not None else {}))
     os.replace(tmp, out)
     return str(out)
 
 
-@task(name="commit publication", retries=2, retry_delay_seconds=[2, 10])
+@task(name="commit publication", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_a_retry)
 def commit(p: Plan, shards: list[str]) -> str:
-    """Join the shards into one new, immutable catalog version; returns its folder."""
+    """Join the shards into one new, immutable catalog version; returns its folder. The shards
+    stay for a retry after an I/O failure (a later ``plan`` sweeps those of dead processes)."""
     logger = run_logger()
     try:
         parts = []
@@ -112,17 +142,35 @@ def commit(p: Plan, shards: list[str]) -> str:
         if len(images) != p.n:
             raise RuntimeError(f"{p.staging}: shards hold {len(images)} images, expected {p.n}")
         mlflow.set_tracking_uri(tracking_uri())
+        near_copies = _replace(p, images, np.flatnonzero(np.concatenate([q["near"] for q in parts])))
         mv = client().get_model_version(p.model, p.version)
         counts = np.bincount(labels).tolist() if labels is not None else []
         manifest = {"format": p.format, "virtual": p.virtual, "shape": list(images.shape), "class_counts": counts,
                      "content_sha256": formats.content_sha256(images, labels), **lineage(mv),
                      "seed": p.seed, "labels": "balanced: label of image i is i mod classes" if labels is not None else None,
-                     "shards": len(shards), "prefect_flow_run_id": p.flow_run_id}
+                     "shards": len(shards), "prefect_flow_run_id": p.flow_run_id, "near_copies": near_copies}
         folder = catalog.publish(catalog_root(), p.name,
                                  lambda d: write_dataset(d, images, labels, p.format, p.virtual), manifest)
-    finally:
+    except FINAL:
         shutil.rmtree(p.staging, ignore_errors=True)
-    logger.info("published %s%s version %s: %d images (%s) from %d shard(s) of %s v%s at %s",
+        raise
+    shutil.rmtree(p.staging, ignore_errors=True)
+    logger.info("published %s%s version %s: %d images (%s) from %d shard(s) of %s v%s at %s; %d near cop%s replaced",
                 "virtual " if p.virtual else "", p.name, folder.rsplit("/", 1)[-1], p.n, p.format, len(shards),
-                p.model, p.version, folder)
+                p.model, p.version, folder, near_copies["replaced"], "y" if near_copies["replaced"] == 1 else "ies")
     return folder
+
+
+def _replace(p: Plan, images: np.ndarray, flagged: np.ndarray) -> dict:
+    """Replace the flagged near copies in ``images`` (in place) by samples of the next unused
+    seeds; the manifest's ``near_copies`` record."""
+    real = Snapshot.at(p.snapshot).load()["images"]
+    too_near = lambda x: nearest_images(x, real) < p.near_copy_threshold
+    G = load_version(p.model, p.version) if len(flagged) else None
+    replaced = replace_near_copies(G, p.n, p.seed, flagged.tolist(), too_near) if len(flagged) else {}
+    for i in replaced:  # as a later materialisation samples them
+        images[i] = sample_publication(G, p.n, p.seed, i, i + 1, replaced)[0][0]
+    return {"threshold": p.near_copy_threshold, "replaced": len(replaced),
+            "replacement_seeds": {str(i): s for i, s in replaced.items()},
+            "rule": "an image nearer than the threshold (pixel L2, [0, 1] scale) to any real train or holdout image "
+                    "is replaced by the sample of the next unused seed from seed + n upward (same label)"}

@@ -50,6 +50,8 @@ class Plan:
     flow_run_id: str
     format: str = "npz"
     virtual: bool = False  # manifest and preview only: materialised from the registry on pull
+    snapshot: str = ""     # the real data the samples are kept away from (the owner's side)
+    near_copy_threshold: float = 0.0  # samples nearer a real image than this are replaced
 
     @property
     def shards(self) -> list[int]:

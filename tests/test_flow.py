@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,15 +353,16 @@ def test_flat_folder_trains_an_unconditional_model(prefect_server, tmp_path):
     """A flat folder of colour images of two sizes is an unlabelled source: the default model
     for it (the DCGAN) trains unconditionally and what it publishes has no labels."""
     from PIL import Image
+    from sklearn.datasets import load_digits
 
     from flows.params import DCGANParams
 
     root = tmp_path / "flat"
     root.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(60):
+    digits = np.round(load_digits().images[:60] * 255 / 16).astype(np.uint8)
+    for i, d in enumerate(digits):  # tinted digits, two sizes
         size = (12, 12) if i % 3 else (16, 12)
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / f"{i}.png")
+        Image.fromarray(np.stack([d, d // 2, 255 - d], -1)).resize(size).save(root / f"{i}.png")
     p = VirtualizeParams(source=str(root), name="flat", gate=LENIENT, train={"steps": 20, "batch_size": 16, "channels": 8},
                          evaluation=EvalParams(classifier_steps=20, num_samples=60), publication=PublishParams(n=20))
     assert isinstance(p.train, DCGANParams)
@@ -370,3 +372,35 @@ def test_flat_folder_trains_an_unconditional_model(prefect_server, tmp_path):
     assert params["model.num_classes"] == "0" and params["model.kind"] == "dcgan"
     images, labels = catalog.load("flat", root=result["dataset"].rsplit("/", 2)[0])
     assert images.shape == (20, 3, 12, 12) and labels is None
+
+
+def test_nothing_in_the_catalog_is_or_nearly_is_a_real_image(published, tmp_path, capsys):
+    """Every image the consumer side holds (each version's data in each format, virtual ones
+    materialised, and every preview tile) is farther than the near-copy threshold from every
+    real train and holdout image; the previews are made of published samples only, and the
+    pages embed no image."""
+    from PIL import Image
+
+    from gan.metrics.distances import nearest_images
+    from snapshots import store as snapshots
+    from tasks.report import class_grid
+
+    assert main(["publish", "e2e", "-n", "30", "--seed", "3", "--format", "parquet"]) == 0
+    assert main(["publish", "e2e", "-n", "30", "--seed", "4", "--virtual"]) == 0
+    capsys.readouterr()
+    root = settings.catalog_root()
+    m = catalog.manifest(published["dataset"])
+    real = snapshots.find(settings.snapshot_root(), m["source"]["fingerprint"]).load()["images"]
+    for v in catalog.versions_of(root, "e2e"):
+        out = tmp_path / f"v{v}"
+        assert main(["pull", f"e2e@{v}", "--to", str(out)]) == 0
+        manifest = catalog.manifest(out)
+        images, labels = catalog.formats.read(manifest["format"], out)
+        threshold = manifest["near_copies"]["threshold"]
+        assert threshold > 0 and nearest_images(images, real).min() >= threshold, v
+        preview = np.asarray(Image.open(out / "preview.png"))
+        picture = class_grid(images, labels)
+        scale = preview.shape[0] // picture.shape[0]
+        np.testing.assert_array_equal(preview[::scale, ::scale].reshape(picture.shape), picture)
+    pages = [p.read_text() for p in Path(root).rglob("*.html")]
+    assert pages and not any("data:image" in page for page in pages)

@@ -111,3 +111,21 @@ def test_bad_generator_fails_and_changes_nothing(kind, module_cls, failing, cham
         assert f"{metric}=" in str(err.value)
     assert str(client().get_model_version_by_alias(f"{NAME}-generator", "champion").version) == version.version
     assert catalog.versions_of(settings.catalog_root(), NAME) == before
+
+
+def test_a_generator_of_near_copies_is_stopped_at_publication_when_the_gates_let_it_through(
+        champion, snapshot, monkeypatch):
+    """With every gate opened, the near-copy generator becomes champion, but its publication
+    fails: each sample, and each replacement seed tried for it, is a near copy of a real image.
+    Nothing is published."""
+    from registry.generators import NearCopies
+    from tests.conftest import open_gates
+
+    before = catalog.versions_of(settings.catalog_root(), NAME)
+    ckpt = fake_checkpoint("near-copy", NearCopyGenerator, snapshot, monkeypatch)
+    report = evaluate.fn(ckpt, snapshot, EVAL, open_gates())
+    version = register.fn(ckpt, report, NAME, open_gates())
+    p = plan.fn(NAME, n=50, expected_version=version.version)
+    with pytest.raises(NearCopies, match="image 0 and 100 replacement seeds were all near copies"):
+        commit.fn(p, [sample_shard.fn(p, i) for i in p.shards])
+    assert catalog.versions_of(settings.catalog_root(), NAME) == before

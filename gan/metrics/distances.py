@@ -49,3 +49,29 @@ def nearest_both(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a_to_b[s:s + BLOCK] = d.min(1)
         np.minimum(b_to_a, d.min(0), out=b_to_a)
     return np.sqrt(a_to_b), np.sqrt(b_to_a)
+
+
+def k_nearest(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into b, distances) of each row of a's k nearest rows of b, nearest first;
+    both (len(a), k)."""
+    k = min(k, len(b))
+    idx, dist = np.empty((len(a), k), np.int64), np.empty((len(a), k))
+    for s in range(0, len(a), BLOCK):
+        d = squared(a[s:s + BLOCK], b)
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(b) else np.tile(np.arange(len(b)), (len(d), 1))
+        order = np.take_along_axis(d, part, 1).argsort(1, kind="stable")
+        idx[s:s + BLOCK] = np.take_along_axis(part, order, 1)
+        dist[s:s + BLOCK] = np.sqrt(np.take_along_axis(d, idx[s:s + BLOCK], 1))
+    return idx, dist
+
+
+def nearest_images(a: np.ndarray, b: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Pixel distance from each uint8 image of a (n, C, H, W) to its nearest image of b, both
+    scaled to [0, 1], blocked on both sides: b may be a memory-mapped snapshot of any size."""
+    out = np.full(len(a), np.inf)
+    flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1) / 255.0
+    for s in range(0, len(a), block):
+        q = flat(a[s:s + block])
+        for t in range(0, len(b), block):
+            np.minimum(out[s:s + block], squared(q, flat(b[t:t + block])).min(1), out=out[s:s + block])
+    return np.sqrt(out)
