@@ -35,11 +35,12 @@ test-slow: $(STAMP)
 
 test-all: test test-slow
 
-# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 9 minutes on 2 cores.
+# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 11 minutes on 2 cores.
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput $(BENCH_ARGS)
 	$(PY) -m benchmarks.evaluation
 	$(PY) -m benchmarks.catalog_io
+	$(PY) -m benchmarks.ingest
 	$(PY) -m benchmarks.flow_overhead
 
 # Time to quality on MNIST (minutes until TSTR >= 0.95, per model): about 20 minutes on 2 cores.
