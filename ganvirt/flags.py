@@ -66,9 +66,11 @@ def add_field(parser, section: str, field: str, info, defaults: dict[str, object
     kw: dict = {"dest": dest(section, field), "default": argparse.SUPPRESS, "help": _help(info, defaults)}
     if kind is bool:
         kw["action"] = argparse.BooleanOptionalAction
-    elif typing.get_origin(kind) is Literal:
+    elif typing.get_origin(kind) is Literal and all(isinstance(c, str) for c in typing.get_args(kind)):
         kw["choices"] = list(typing.get_args(kind))
-        kw["type"] = type(kw["choices"][0])  # Literal[1, 3]: ints from the command line
+    elif typing.get_origin(kind) is Literal:  # Literal[1, 3]: ints, checked by pydantic (explain()'s one line)
+        kw["type"] = type(typing.get_args(kind)[0])
+        kw["metavar"] = "{" + ",".join(map(str, typing.get_args(kind))) + "}"
     else:
         kw["type"] = kind
         kw["metavar"] = flag_names(section, field)[-1].lstrip("-").replace("-", "_").upper()

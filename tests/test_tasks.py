@@ -83,7 +83,9 @@ def test_evaluate_reports_all_metrics(chain):
     assert logged.tags["ganvirt.extractor_hash"] == report.extractor_hash
     files = {f.path for f in client().list_artifacts(ckpt.run_id, "report")}
     assert files == {"report/report.json", "report/report.md", "report/samples_by_class.png",
-                     "report/nearest_train_distances.png"}
+                     "report/nearest_train_distances.png", "report/index.html", "report/panels.json",
+                     "report/neighbours.png", "report/interpolations.png", "report/label_sweep.png",
+                     "report/training.png"}
 
 
 def test_extractor_is_pinned(chain):
