@@ -32,8 +32,8 @@ def test_virtual_dataset_with_replaced_seeds_pulls_bit_exact_without_the_real_da
     import subprocess
     import sys
 
-    from flows.publication import publish_dataset
     from ganvirt import settings
+    from ganvirt.cli import main
 
     root = settings.catalog_root()
     versions = catalog.versions_of(root, "digits-quality")
@@ -42,8 +42,10 @@ def test_virtual_dataset_with_replaced_seeds_pulls_bit_exact_without_the_real_da
         versions = catalog.versions_of(root, "digits-quality")
     real_copy = catalog.manifest(f"{root}/digits-quality/{versions[-1]}")
     assert real_copy["near_copies"]["replaced"] > 0
-    virtual = publish_dataset("digits-quality", real_copy["shape"][0], real_copy["seed"], virtual=True)
-    assert catalog.manifest(virtual)["near_copies"] == real_copy["near_copies"]
+    assert main(["publish", "digits-quality", "-n", str(real_copy["shape"][0]), "--seed", str(real_copy["seed"]),
+                 "--virtual"]) == 0
+    virtual = f"{root}/digits-quality/{catalog.versions_of(root, 'digits-quality')[-1]}"
+    assert catalog.manifest(virtual)["virtual"] and catalog.manifest(virtual)["near_copies"] == real_copy["near_copies"]
     env = {**os.environ, "GANVIRT_HOME": str(tmp_path / "consumer"), "GANVIRT_CATALOG_URL": str(root),
            "MLFLOW_TRACKING_URI": settings.tracking_uri()}
     v = virtual.rstrip("/").rsplit("/", 1)[-1]
