@@ -83,6 +83,7 @@ def fake_checkpoint(kind: str, module_cls, snapshot, monkeypatch) -> CheckpointR
     cfg = ModelConfig(kind=kind, channels=c, height=h, width=w, num_classes=snapshot.num_classes)
     mlflow.set_tracking_uri(settings.tracking_uri())
     with mlflow.start_run(experiment_id=experiment_id(NAME), run_name=kind) as run:
+        mlflow.log_param("snapshot", snapshot.fingerprint)  # what training records: publication finds the data
         path = settings.home() / "checkpoints" / run.info.run_id / "generator.pt"
         checkpoint.save(path, cfg, module_cls(cfg))
     return CheckpointRef(run.info.run_id, str(path), cfg.to_dict(), NAME)
