@@ -37,6 +37,18 @@ def _metric_cells(m: dict) -> str:
     return "".join(cells)
 
 
+def privacy_text(m: dict) -> str:
+    """What the manifest says about formal privacy: ε and δ with what they cover, or none."""
+    p = m.get("privacy")
+    if p is None:
+        return "differential privacy: not recorded (published before ε was recorded)"
+    if p.get("epsilon") is None:
+        return "differential privacy: none (ε null: no formal guarantee)"
+    return (f"differential privacy: ε = {p['epsilon']:.3g}, δ = {p['delta']:.2g} over {p.get('covers', 'the train split')} "
+            f"({p.get('accountant', '?')} accountant, σ {p.get('noise_multiplier') or 0:.3g}, q {p.get('sample_rate') or 0:.3g}, "
+            f"{p.get('steps', '?')} steps); {p.get('outside', '')}")
+
+
 def near_copies_text(m: dict) -> str:
     """What the manifest says about near copies of real images."""
     nc = m.get("near_copies")
@@ -71,7 +83,7 @@ def dataset_page(name: str, manifests: dict[int, dict]) -> str:
             f"<p>generator <code>{_e(gen.get('uri', '?'))}</code> (run {_e(gen.get('run_id', '?'))}) · "
             f"source <code>{_e(src.get('uri', '?'))}</code> sha256 {_e(str(src.get('fingerprint', '?'))[:16])}… · "
             f"seed {_e(m.get('seed', '?'))} · Prefect flow run {_e(m.get('prefect_flow_run_id') or '–')}</p>"
-            f"<p>{_e(near_copies_text(m))}</p>"
+            f"<p>{_e(near_copies_text(m))}</p><p class='privacy'>{_e(privacy_text(m))}</p>"
             f"<p><code>{_e(_pull(name, v))}</code></p>")
     body = (f"<p><a href='../index.html'>← all datasets</a></p><h1>{_e(name)}</h1>" + "".join(rows))
     return _doc(f"{name} · ganvirt catalog", body)

@@ -43,6 +43,8 @@ class TrainParams(BaseModel):
     nproc: int = Field(1, ge=1, le=64, description="DDP processes started by torchrun (one per GPU on cuda; 1: train in the flow's process)")
     checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
+    dp_epsilon: float | None = Field(None, gt=0, le=1000, description="train the discriminator with DP-SGD to spend this ε by the last step (default: no DP; turns the probe off)")
+    dp_delta: float | None = Field(None, gt=0, lt=1, description="δ of the DP guarantee (default: 1 / (10 x train images), below 1/n)")
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -54,12 +56,21 @@ class TrainParams(BaseModel):
         """The model's size knob (``ModelConfig.hidden``): each model names its own."""
         raise NotImplementedError
 
+    @model_validator(mode="after")
+    def _dp_in_one_process(self):
+        if self.dp_epsilon and self.nproc > 1:
+            raise ValueError("dp_epsilon: DP training runs in one process (nproc 1)")
+        return self
+
     def config(self) -> TrainConfig:
+        """The library's config. With DP the probe is off: it would select on real train
+        images, outside the guarantee, so the registered model is the DP-trained last EMA."""
         log_every = 100 if self.checkpoint_every % 100 == 0 else self.checkpoint_every or 100
         return TrainConfig(batch_size=self.batch_size, steps=self.steps, lr=self.lr, lr_schedule=self.lr_schedule, loss=self.loss,
                            ema_beta=self.ema_beta, augment=self.augment, seed=self.seed, log_every=log_every,
-                           checkpoint_every=self.checkpoint_every, probe_every=self.probe_every,
-                           patience=self.patience)
+                           checkpoint_every=self.checkpoint_every, probe_every=0 if self.dp_epsilon else self.probe_every,
+                           patience=0 if self.dp_epsilon else self.patience, dp_epsilon=self.dp_epsilon or 0.0,
+                           dp_delta=self.dp_delta or 0.0)
 
 
 class MLPParams(TrainParams):
@@ -144,6 +155,7 @@ class VirtualizeParams(BaseModel):
     image_size: str | None = Field(None, description="image folders: resize and centre-crop every image to N or HxW (default: the common size; mixed sizes: the commonest, at most 128 px a side)")
     channels: Literal[1, 3] | None = Field(None, description="image folders: 1 (grey) or 3 (RGB) channels (default: 3 when any image has colour, else 1)")
     max_undecodable: float = Field(0.0, ge=0, lt=1, description="image folders: share of files that may fail to decode and be skipped (over it, the run fails)")
+    epsilon_budget: float | None = Field(None, gt=0, description="DP runs: the ε all runs on this source may spend together (default: GANVIRT_EPSILON_BUDGET, else none)")
     train: AnyTrainParams = Field(default_factory=MLPParams, description="the model and how to train it; each model brings its own defaults (default model: mlp for 'digits', dcgan for any other source)")
     evaluation: EvalParams = EvalParams()
     gate: GatePolicy = GatePolicy()

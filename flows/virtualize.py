@@ -37,7 +37,7 @@ def virtualize(p: VirtualizeParams = VirtualizeParams()) -> dict:
                                          else "asked for by name"))
     snapshot = ingest(p.source, p.holdout, min_classes=2 if p.train.conditional else 0, options=p.image_options())
     checkpoint = train_gan(snapshot, name, p.train.config(), p.train.model, p.train.conditional,
-                           p.train.device, p.train.width, evaluation, p.train.nproc)
+                           p.train.device, p.train.width, evaluation, p.train.nproc, p.epsilon_budget)
     report = evaluate(checkpoint, snapshot, evaluation, gate)
     with locks.held(f"name:{name}", log=print):  # champion move and publication: one step per dataset
         version = register(checkpoint, report, name, gate)

@@ -25,6 +25,7 @@ from torch import nn
 from gan import checkpoint
 from gan.augment import augment, parse
 from gan.models import ModelConfig, build
+from gan.private import Privacy, default_delta, make_private, noise_multiplier, poisson_rows, spent
 from gan.sampling import grid, sample
 from gan.schedule import SCHEDULES, lr_at
 
@@ -48,6 +49,9 @@ class TrainConfig:
     checkpoint_every: int = 1_000  # steps between resumable checkpoints (0: none)
     probe_every: int = 0           # steps between quality probes (0: none); the best EMA wins
     patience: int = 0              # probes without improvement before stopping early (0: never)
+    dp_epsilon: float = 0.0        # > 0: train D with DP-SGD to spend this ε by the last step
+    dp_delta: float = 0.0          # δ of the guarantee (0: 1 / (10 · train images))
+    dp_max_grad_norm: float = 1.0  # per-sample gradient clipping bound of DP-SGD
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +66,7 @@ class TrainResult:
     losses: dict[str, float]   # last reported value of each loss
     best_step: int | None = None     # step of the best probe (None without probes)
     best_score: float | None = None
+    privacy: Privacy | None = None   # what a DP run spent (None without DP)
 
 
 class Diverged(FloatingPointError):
@@ -88,13 +93,20 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose from {list(LR_SCHEDULES)}")
     if cfg.checkpoint_every % cfg.log_every:
         raise ValueError(f"TrainConfig.checkpoint_every ({cfg.checkpoint_every}) must be a multiple of log_every ({cfg.log_every})")
+    if cfg.dp_epsilon < 0 or cfg.dp_delta < 0 or cfg.dp_max_grad_norm <= 0:
+        raise ValueError(f"TrainConfig: dp_epsilon {cfg.dp_epsilon} and dp_delta {cfg.dp_delta} must be >= 0 and "
+                         f"dp_max_grad_norm {cfg.dp_max_grad_norm} > 0")
+    if cfg.dp_epsilon and cfg.probe_every:
+        raise ValueError("TrainConfig.probe_every must be 0 with dp_epsilon: the probe selects on real train "
+                         "images, outside the privacy guarantee")
 
 
-def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, reduce=torch.mean) -> torch.Tensor:
+    """``reduce``: mean over each side, or ``torch.sum`` for DP-SGD's per-row gradients."""
     if kind == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        return reduce(F.relu(1 - real)) + reduce(F.relu(1 + fake))
     # BCE with logits against 1 and 0, as softplus: the same values, fewer temporaries
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+    return reduce(F.softplus(-real)) + reduce(F.softplus(fake))
 
 
 def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
@@ -137,7 +149,7 @@ class _Run:
     and BatchNorm statistics) and draws its own shard of each batch from a rank-seeded RNG.
     """
 
-    def __init__(self, cfg: TrainConfig, model: ModelConfig, device: torch.device):
+    def __init__(self, cfg: TrainConfig, model: ModelConfig, device: torch.device, n: int = 0):
         self.rank, self.size = world()
         self.G, self.D = (m.to(device) for m in build(model, seed=cfg.seed))
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -148,9 +160,22 @@ class _Run:
         # CUDA (there the stream is not the CPU's, so CPU reproducibility is what is promised)
         self.rng = torch.Generator(device if device.type == "cuda" else "cpu")
         self.rng.manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
+        self.privacy = None
+        if cfg.dp_epsilon:
+            self._private(cfg, n)
         self.step = 0
         self.best: tuple[float, int, dict] | None = None   # (score, step, EMA state)
         self.probes_since_best = 0
+
+    def _private(self, cfg: TrainConfig, n: int) -> None:
+        """D and its optimiser through DP-SGD, σ calibrated to spend ``dp_epsilon`` by the last step."""
+        if self.size > 1:
+            raise ValueError("DP training runs in one process (nproc 1)")
+        q = min(1.0, cfg.batch_size / n)
+        delta = cfg.dp_delta or default_delta(n)
+        sigma = noise_multiplier(cfg.dp_epsilon, delta, q, cfg.steps)
+        self.D, self.opt_d = make_private(self.D, self.opt_d, sigma, cfg.dp_max_grad_norm, cfg.batch_size, self.rng)
+        self.privacy = Privacy(spent(sigma, q, cfg.steps, delta), delta, sigma, q, cfg.steps, cfg.dp_max_grad_norm)
 
     def state(self, cfg: TrainConfig, model: ModelConfig) -> dict:
         best = {} if self.best is None else {"best_score": self.best[0], "best_step": self.best[1],
@@ -213,7 +238,7 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     device = torch.device(device)
     if model.conditional and labels is None:
         raise ValueError("a conditional model needs labels")
-    run = _Run(cfg, model, device)
+    run = _Run(cfg, model, device, len(images))
     if cfg.batch_size % run.size:
         raise ValueError(f"TrainConfig.batch_size {cfg.batch_size} must divide by the {run.size} ranks")
     if run.rank != 0:  # rank 0 alone logs, draws grids and writes checkpoints
@@ -253,7 +278,11 @@ def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, devic
     if run.best is not None:
         best_score, best_step, best_state = run.best
         run.ema.load_state_dict(best_state)
-    return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score)
+    privacy = run.privacy
+    if privacy is not None and run.step != cfg.steps:  # stopped early: spent less
+        privacy = Privacy(spent(privacy.noise_multiplier, privacy.sample_rate, run.step, privacy.delta),
+                          privacy.delta, privacy.noise_multiplier, privacy.sample_rate, run.step, privacy.max_grad_norm)
+    return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score, privacy)
 
 
 def _set_lr(run: _Run, cfg: TrainConfig) -> None:
@@ -264,24 +293,31 @@ def _set_lr(run: _Run, cfg: TrainConfig) -> None:
 
 
 def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device):
-    """A step's real images (B, C, H, W) in [0, 1], their labels (B,) or None, and noise."""
-    idx = torch.randint(len(x_all), (batch,), generator=run.rng, device=run.rng.device).to(device)
+    """A step's real images (B, C, H, W) in [0, 1], their labels (B,) or None, the noise and the
+    fakes' labels: the real ones, or under DP a Poisson-sampled real batch and uniform labels."""
+    if run.privacy is not None:
+        idx = poisson_rows(len(x_all), run.privacy.sample_rate, run.rng).to(device)
+    else:
+        idx = torch.randint(len(x_all), (batch,), generator=run.rng, device=run.rng.device).to(device)
     real = x_all.index_select(0, idx).float().div_(255.0)         # (B, C, H, W) in [0, 1]
     y = y_all.index_select(0, idx) if y_all is not None else None  # (B,)
     z = torch.randn(batch, model.z_dim, generator=run.rng, device=run.rng.device).to(device)
-    return real, y, z
+    y_fake = y
+    if run.privacy is not None and y_all is not None:
+        y_fake = torch.randint(model.num_classes, (batch,), generator=run.rng, device=run.rng.device).to(device)
+    return real, y, z, y_fake
 
 
 def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
     """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
-    real, y, z = _batch(run, batch, model, x_all, y_all, device)
+    real, y, z, y_fake = _batch(run, batch, model, x_all, y_all, device)
 
-    fake = run.G(z, y)
+    fake = run.G(z, y_fake)
     # discriminator: one pass over real and fake together (D has no batch statistics)
     seen = augment(torch.cat([real, fake.detach()]), run.augment, run.rng)  # DiffAugment, if any
-    out = run.D(seen, torch.cat([y, y]) if y is not None else None).float()
-    out_real, out_fake = out[:batch], out[batch:]
-    loss_d = d_loss(loss, out_real, out_fake)
+    out = run.D(seen, torch.cat([y, y_fake]) if y is not None else None).float()
+    out_real, out_fake = out[:len(real)], out[len(real):]
+    loss_d = d_loss(loss, out_real, out_fake, torch.sum if run.privacy is not None else torch.mean)
     run.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     _all_mean(p.grad for p in run.D.parameters())
@@ -289,14 +325,20 @@ def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, de
 
     # generator: make the updated D call the same fakes real; D frozen, so no D weight gradients
     run.D.requires_grad_(False)
-    loss_g = g_loss(loss, run.D(augment(fake, run.augment, run.rng), y).float())
+    if run.privacy is not None:
+        run.D.disable_hooks()  # no per-sample gradients of D in the G step
+    loss_g = g_loss(loss, run.D(augment(fake, run.augment, run.rng), y_fake).float())
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     run.D.requires_grad_(True)
+    if run.privacy is not None:
+        run.D.enable_hooks()
     _all_mean(p.grad for p in run.G.parameters())
     run.opt_g.step()
     _all_mean(b for b in run.G.buffers() if b.is_floating_point())  # BatchNorm running stats
     with torch.no_grad():
+        if run.privacy is not None:  # per image, as without DP
+            loss_d = loss_d / max(1, len(real))
         return torch.stack([loss_d, loss_g, torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()])
 
 

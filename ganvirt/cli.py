@@ -250,7 +250,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def _show(root: str, ref: str | None) -> int:
     """One version's lineage: generator, run, source, metrics against thresholds, flow run."""
     import catalog
-    from catalog.page import near_copies_text
+    from catalog.page import near_copies_text, privacy_text
 
     if not ref:
         raise ValueError("datasets show: expected NAME[@VERSION]")
@@ -265,6 +265,7 @@ def _show(root: str, ref: str | None) -> int:
     print(f"  source        {src.get('uri', '?')}  snapshot sha256 {src.get('fingerprint', '?')}")
     print(f"  sampling      seed {m.get('seed', '?')} (image i uses seed+i); class counts {m.get('class_counts', [])}")
     print(f"  near copies   {near_copies_text(m)}")
+    print(f"  privacy       {privacy_text(m)}")
     print(f"  content       sha256 {m.get('content_sha256', '?')}")
     print(f"  extractor     sha256 {m.get('extractor_hash', '?')}")
     print(f"  flow run      {m.get('prefect_flow_run_id') or '-'}")

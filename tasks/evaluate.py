@@ -40,6 +40,8 @@ def evaluate(ckpt: CheckpointRef, snapshot: Snapshot, cfg: EvalConfig, gate: Gat
     metrics = ev.metrics
     if "tstr_accuracy" in metrics and trtr is not None:
         metrics["trtr_accuracy"] = trtr
+    if ckpt.privacy:  # the gate's max_epsilon reads it; non-DP runs have none (and fail that gate)
+        metrics["epsilon"] = ckpt.privacy["epsilon"]
     verdicts = gate.thresholds(metrics, G.cfg.conditional)
     md = reporting.markdown(ckpt.name, ckpt.run_id, metrics, verdicts, digest, cfg.num_samples)
 

@@ -17,6 +17,7 @@ RULES: dict[str, tuple[str, str]] = {
     "dcr_share": ("max_dcr_share", "max"),
     "near_copy_share": ("max_near_copy_share", "max"),
     "mia_auc": ("max_mia_auc", "max"),
+    "epsilon": ("max_epsilon", "max"),
 }
 CONDITIONAL_ONLY = {"tstr_accuracy"}
 
@@ -34,6 +35,7 @@ class GatePolicy(BaseModel):
     max_dcr_share: float = Field(0.57, ge=0, le=1, description="share of samples closer to train than to holdout (0.5 ideal)")
     max_near_copy_share: float = Field(0.05, ge=0, le=1, description="share of samples nearer a train record than 99% of real unseen data")
     max_mia_auc: float = Field(0.6, ge=0, le=1, description="membership-inference AUC (0.5 ideal)")
+    max_epsilon: float | None = Field(None, gt=0, description="differential privacy: the run must be DP with ε at most this (a run without DP fails; default: not required)")
 
     def thresholds(self, metrics: dict[str, float], conditional: bool | None = None) -> dict[str, dict]:
         """Each gated metric with its value, threshold, direction and verdict.

@@ -29,6 +29,7 @@ from registry.generators import (
     version_of,
 )
 from snapshots import store as snapshots
+from tasks import privacy
 from tasks import report as reporting
 from tasks.home import catalog_root, home, snapshot_root, tracking_uri
 from tasks.refs import Plan, Snapshot
@@ -51,6 +52,7 @@ def lineage(mv) -> dict:
         "generator": {"model": mv.name, "version": str(mv.version), "run_id": mv.run_id,
                       "uri": f"models:/{mv.name}/{mv.version}"},
         "source": {"uri": run.data.params.get("source"), "fingerprint": run.data.params.get("snapshot")},
+        "privacy": privacy.manifest_entry(run.data.params),
         "metrics": report["metrics"],
         "thresholds": report["thresholds"],
         "extractor_hash": report["extractor_hash"],

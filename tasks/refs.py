@@ -17,6 +17,7 @@ class CheckpointRef:
     path: str        # local checkpoint file (also logged to the run)
     model: dict      # ModelConfig as a dict
     name: str        # dataset name (= experiment name)
+    privacy: dict | None = None  # gan.private.Privacy as a dict for a DP run
 
 
 @dataclass(frozen=True)

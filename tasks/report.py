@@ -52,6 +52,10 @@ def markdown(name: str, run_id: str, metrics: dict[str, float], thresholds: dict
               "`tstr_accuracy` is gated relative to `trtr_accuracy` (the same classifier trained on real data); "
               "`kid` is reported but not gated unless a policy sets `max_kid` (its real-vs-real value is about 0). "
               f"{num_samples} generated images were scored.",
+              "", (f"Differential privacy: the generator was trained with DP-SGD at ε = {metrics['epsilon']:.4g}, which "
+                   "covers the train split only; these scores, the gate decision and the near-copy filter use the real "
+                   "holdout, outside that guarantee." if "epsilon" in metrics else
+                   "Differential privacy: none (ε null): no formal guarantee; the privacy rows are empirical."),
               f"Feature extractor sha256: `{extractor_hash}` (scores from other extractors are not comparable)."]
     return "\n".join(lines) + "\n"
 

@@ -28,7 +28,9 @@ from gan import checkpoint
 from gan import launch as launcher
 from gan.evaluate import EvalConfig, make_probe, real_split
 from gan.models import ModelConfig
+from gan.private import Privacy
 from gan.train import Diverged, TrainConfig, train
+from tasks import privacy
 from tasks.features import extractor_folder, extractor_for
 from tasks.home import home, tracking_uri
 from tasks.refs import CheckpointRef, Snapshot
@@ -80,11 +82,12 @@ def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, npro
 @task(name="train")
 def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str = "mlp",
               conditional: bool | None = None, device: str = "cpu", width: int | None = None,
-              evaluation: EvalConfig | None = None, nproc: int = 1) -> CheckpointRef:
+              evaluation: EvalConfig | None = None, nproc: int = 1, epsilon_budget: float | None = None) -> CheckpointRef:
     """Train on the snapshot's train split; log params, losses, probe scores and sample grids to
     MLflow; keep the best EMA generator by the probe when ``cfg.probe_every`` is set. With
     ``nproc`` > 1, train with DDP in that many processes started by ``torchrun`` (one per GPU
-    on CUDA; gloo processes on CPU)."""
+    on CUDA; gloo processes on CPU). A DP run (``cfg.dp_epsilon``) that would take the source's
+    ε past ``epsilon_budget`` is refused before anything is written."""
     logger = run_logger()
     model = model_config(snapshot, model_kind, conditional, width)
     dev = pick_device(device)
@@ -95,6 +98,7 @@ def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str =
     if run_id:
         logger.info("resuming run %s from %s", run_id, folder / "state.pt")
     mlflow.set_tracking_uri(tracking_uri())
+    privacy.check_budget(snapshot.fingerprint, cfg.dp_epsilon, privacy.budget(epsilon_budget), exclude_run=run_id)
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id(name),
                           run_name=None if run_id else f"{name} · {model.kind} · seed {cfg.seed}") as run:
         if not run_id:
@@ -107,25 +111,31 @@ def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str =
         path = home() / "checkpoints" / run.info.run_id / "generator.pt"
         with _Reporter(run.info.run_id, name, cfg) as rep:
             try:
+                spent = None
                 if nproc > 1:
                     steps, best_step, best_score = _train_torchrun(snapshot, cfg, model, dev, nproc, folder,
                                                                    path, evaluation, rep, logger)
                 else:
-                    steps, best_step, best_score = _train_here(snapshot, cfg, model, dev, folder, path,
-                                                               evaluation, rep)
+                    steps, best_step, best_score, spent = _train_here(snapshot, cfg, model, dev, folder, path,
+                                                                      evaluation, rep)
             except Diverged as exc:
                 raise Diverged(exc.step, f"{exc.what} (last good checkpoint: {folder / 'state.pt'})") from None
         mlflow.log_artifact(str(path), artifact_path="checkpoint")
         if best_step is not None:
             mlflow.log_metrics({"best_step": best_step, "best_probe_score": best_score})
+        if spent is not None:
+            mlflow.log_params(privacy.facts(spent))
+            logger.info("DP-SGD: ε %.4g at δ %.3g spent on the train split (σ %.4g, q %.4g, %d steps, %s accountant)",
+                        spent.epsilon, spent.delta, spent.noise_multiplier, spent.sample_rate, spent.steps,
+                        spent.accountant)
         logger.info("trained %d steps (%s images); best probe %s at step %s; run %s", steps,
                     steps * cfg.batch_size, best_score, best_step, run.info.run_id)
     shutil.rmtree(folder, ignore_errors=True)  # finished: a later identical run trains anew
-    return CheckpointRef(run.info.run_id, str(path), model.to_dict(), name)
+    return CheckpointRef(run.info.run_id, str(path), model.to_dict(), name, spent.to_dict() if spent else None)
 
 
 def _train_here(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, dev, folder: Path, path: Path,
-                evaluation: EvalConfig | None, rep: _Reporter) -> tuple[int, int | None, float | None]:
+                evaluation: EvalConfig | None, rep: _Reporter) -> tuple[int, int | None, float | None, Privacy | None]:
     """Train in this process; writes the serving checkpoint to ``path``."""
     xt, yt, _, _ = real_split(snapshot.load())
     probe = None
@@ -136,7 +146,7 @@ def _train_here(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, dev, f
                    device=dev, report=rep.report, report_grid=rep.grid, probe=probe,
                    checkpoint_path=folder / "state.pt")
     checkpoint.save(path, model, result.ema.cpu(), train=cfg.to_dict(), step=result.steps)
-    return result.steps, result.best_step, result.best_score
+    return result.steps, result.best_step, result.best_score, result.privacy
 
 
 def _train_torchrun(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, dev, nproc: int, folder: Path,
@@ -166,7 +176,8 @@ def _log_params(snapshot: Snapshot, name: str, cfg: TrainConfig, model: ModelCon
     mlflow.log_params({**{f"train.{k}": v for k, v in cfg.to_dict().items()},
                        **{f"model.{k}": v for k, v in model.to_dict().items()},
                        "source": snapshot.source, "snapshot": snapshot.fingerprint, "device": str(dev), "nproc": nproc,
-                       "num_train": snapshot.num_train, "num_holdout": snapshot.num_holdout})
+                       "num_train": snapshot.num_train, "num_holdout": snapshot.num_holdout,
+                       **privacy.start_params(cfg, snapshot.num_train)})
     mlflow.set_tags({"ganvirt.dataset": name, "ganvirt.stage": "train"})
     c, h, w = snapshot.shape
     schema = Schema([TensorSpec(np.dtype(np.uint8), (-1, c, h, w), "images")])
