@@ -210,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\nmetrics:")
     for key, value in result["metrics"].items():
         if ".class_" not in key:
-            print(f"  {key:16s} {value:.4f}")
+            print(f"  {key:19s} {value:.4f}")
     print(f"model:   models:/{result['model']}/{result['version']} (alias {result['alias']}), run {result['run_id']}")
     print(f"dataset: {result['dataset']}")
     print(f"pull it: ganvirt pull {result['name']}@{Path(result['dataset']).name} --to ./data")
