@@ -57,7 +57,8 @@ def fit_extractor(data: dict[str, np.ndarray], num_classes: int, cfg: EvalConfig
     return model, trtr
 
 
-def _pixels(images: np.ndarray) -> np.ndarray:
+def pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 images (n, C, H, W) → float64 rows (n, C·H·W) in [0, 1]: the privacy metrics' space."""
     return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
 
@@ -76,7 +77,7 @@ def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: E
     sets = EvalSets(
         holdout_features=extract(extractor, xh), floor_features=extract(extractor, xt[floor_pick]),
         fake_features=extract(extractor, fake), holdout_labels=yh, fake_labels=labels,
-        train_pixels=_pixels(xt), holdout_pixels=_pixels(xh), fake_pixels=_pixels(fake),
+        train_pixels=pixels(xt), holdout_pixels=pixels(xh), fake_pixels=pixels(fake),
         k=cfg.k, seed=cfg.seed, fid_count=cfg.fid_count, fid_subsets=cfg.fid_subsets)
     metrics = compute(sets, ["frechet", "kid", "prdc", "per_class"])
     private, distances = privacy(sets.train_pixels, sets.holdout_pixels, sets.fake_pixels, cfg.seed)

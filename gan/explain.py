@@ -33,7 +33,8 @@ def neighbours(fake_pixels: np.ndarray, train_pixels: np.ndarray, fake_features:
     then the first ``fixed`` samples, beside their ``k`` nearest train records."""
     nearest = k_nearest(fake_pixels, train_pixels, 1)[1][:, 0]
     order = np.argsort(nearest, kind="stable")[:worst]
-    rest = [i for i in range(len(fake_pixels)) if i not in set(order.tolist())][:fixed]
+    shown = set(order.tolist())
+    rest = [i for i in range(len(fake_pixels)) if i not in shown][:fixed]
     rows = np.concatenate([order, np.asarray(rest, dtype=np.int64)])
     pi, pd_ = k_nearest(fake_pixels[rows], train_pixels, k)
     fi, fd = k_nearest(fake_features[rows], train_features, k)

@@ -12,7 +12,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from gan import checkpoint
-from gan.evaluate import EvalConfig, real_split, score
+from gan.evaluate import EvalConfig, pixels, real_split, score
 from gan.explain import neighbours
 from gan.features import extract
 from tasks import explain, locks
@@ -75,7 +75,6 @@ def _explain(out: Path, ckpt: CheckpointRef, G, ev, snapshot: Snapshot, extracto
     """The owner's panels and ``index.html`` (``tasks.explain``) from this evaluation's samples,
     the real train split and the run's training curves."""
     train, _, _, _ = real_split(snapshot.load())
-    pixels = lambda x: x.reshape(len(x), -1).astype(np.float64) / 255.0
     nb = neighbours(pixels(ev.images), pixels(train), extract(extractor, ev.images), extract(extractor, train),
                     ev.distances["holdout_to_train"])
     tracker = client()

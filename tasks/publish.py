@@ -19,6 +19,7 @@ from prefect import runtime, task
 import catalog
 from catalog import formats
 from catalog.store import owner_tag, sweep_orphans
+from gan.evaluate import pixels, real_split
 from gan.metrics.distances import nearest, nearest_images
 from registry.generators import (
     NearCopies,
@@ -105,9 +106,8 @@ def real_reference(mv) -> tuple[Snapshot, float]:
     if snap is None:
         raise RuntimeError(f"{mv.name} v{mv.version}: its real data (snapshot {fingerprint[:16] or '?'}) is not under "
                            f"{snapshot_root()}: publication filters near copies against it, so it runs where the data is")
-    x, _, tr, ho = (lambda d: (d["images"], d["labels"], d["train"], d["holdout"]))(snap.load())
-    pixels = lambda rows: x[rows].reshape(len(rows), -1).astype(np.float64) / 255.0
-    return snap, float(np.percentile(nearest(pixels(ho), pixels(tr)), 1))
+    train, _, holdout, _ = real_split(snap.load())
+    return snap, float(np.percentile(nearest(pixels(holdout), pixels(train)), 1))
 
 
 def shard_range(p: Plan, index: int) -> tuple[int, int]:
