@@ -43,6 +43,7 @@ class TrainParams(BaseModel):
     nproc: int = Field(1, ge=1, le=64, description="DDP processes started by torchrun (one per GPU on cuda; 1: train in the flow's process)")
     checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
+    d_steps: int = Field(1, ge=1, le=100, description="discriminator updates per generator step (DP runs: several, each a private step)")
     dp_epsilon: float | None = Field(None, gt=0, le=1000, description="train the discriminator with DP-SGD to spend this ε by the last step (default: no DP; turns the probe off)")
     dp_delta: float | None = Field(None, gt=0, lt=1, description="δ of the DP guarantee (default: 1 / (10 x train images), below 1/n)")
 
@@ -70,7 +71,7 @@ class TrainParams(BaseModel):
                            ema_beta=self.ema_beta, augment=self.augment, seed=self.seed, log_every=log_every,
                            checkpoint_every=self.checkpoint_every, probe_every=0 if self.dp_epsilon else self.probe_every,
                            patience=0 if self.dp_epsilon else self.patience, dp_epsilon=self.dp_epsilon or 0.0,
-                           dp_delta=self.dp_delta or 0.0)
+                           dp_delta=self.dp_delta or 0.0, d_steps=self.d_steps)
 
 
 class MLPParams(TrainParams):

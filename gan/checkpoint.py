@@ -99,6 +99,6 @@ def load_generator(path: str | os.PathLike) -> nn.Module:
     else:
         state = load(path)
         weights, model = state["ema"], state["model"]
-    G = build_generator(ModelConfig(**model))
+    G = build_generator(ModelConfig.from_dict(model))
     G.load_state_dict(weights)
     return G.eval().requires_grad_(False)

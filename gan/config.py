@@ -16,6 +16,8 @@ class ModelConfig:
     hidden: int = 128       # width of both hidden layers
     embed_dim: int = 16     # label embedding size (conditional only)
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
+    stages: int = 0         # dcgan: up-/down-sampling stages (0: follow the resolution, see gan.dcgan)
+    noise: str = "splitmix64"  # how a seed becomes noise: a key of gan.sampling.NOISE
 
     @property
     def pixels(self) -> int:
@@ -27,3 +29,15 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "ModelConfig":
+        """A config as stored with a checkpoint or weights file. Fields it predates take the
+        behaviour it was trained and published with (``LEGACY``), not today's defaults, so a
+        generator registered before them still builds and samples the same pixels."""
+        return cls(**{**LEGACY, **stored})
+
+
+# what configs stored before these fields existed meant: two DCGAN stages at any size, one
+# torch.Generator per seed
+LEGACY = {"stages": 2, "noise": "torch-generator"}

@@ -1,22 +1,47 @@
-"""A conditional convolutional GAN sized for CPU budgets (``--model dcgan``).
+"""A conditional convolutional GAN whose depth follows the image (``--model dcgan``).
 
-Widths and depth are chosen for quality per CPU-minute: at 28x28 the generator costs about
-3.5 M multiply-adds per image and the discriminator about 1.7 M, roughly 1/40 of the common
-reference DCGAN. Conditioning: a label embedding concatenated to the noise in G, and a
-projection discriminator (Miyato & Koyama 2018) in D: logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩.
-Any image size works: G upsamples from ⌈H/4⌉x⌈W/4⌉ and crops.
+G starts from a base grid of at most 8x8 (7x7 at 28 px) and doubles it in each of ``stages``
+transposed-convolution stages: 2 up to 32 px, 3 at 64, 4 at 128, 5 at 256 (``stages_for``).
+Widths halve at each stage and end at ``hidden / 4`` channels at full resolution, so the base
+width is ``hidden · 2^(stages-2)`` (capped at 8 · hidden): at 28x28 this is the CPU-sized model
+(G about 3.5 M multiply-adds per image, D about 1.7 M); at 64x64 G costs about 28 M and D 18 M;
+at 128x128 the base is 256 channels wide, a GPU's model. D mirrors G with stride-2
+convolutions. Conditioning: a label embedding concatenated to the noise in G, and a projection
+discriminator (Miyato & Koyama 2018) in D: logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩. Any size and
+aspect works: G crops its output, D pads its input to the stages' multiple.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from gan.config import ModelConfig
 
+BASE_MAX = 8  # the largest base grid side
+
+
+def stages_for(height: int, width: int) -> int:
+    """Up-sampling stages for an image: the fewest (at least 2) whose base side is <= 8."""
+    return max(2, math.ceil(math.log2(max(height, width) / BASE_MAX)))
+
+
+def stages(cfg: ModelConfig) -> int:
+    return cfg.stages or stages_for(cfg.height, cfg.width)
+
+
+def widths(cfg: ModelConfig) -> list[int]:
+    """Channels at the base grid and after each up-sampling stage (G); D reads them backwards."""
+    n = stages(cfg)
+    base = min(cfg.hidden * 2 ** (n - 2), 8 * cfg.hidden)
+    return [max(cfg.hidden // 4, base // 2 ** i) for i in range(n + 1)]
+
 
 def _base(cfg: ModelConfig) -> tuple[int, int]:
-    return -(-cfg.height // 4), -(-cfg.width // 4)   # ceil: two stride-2 stages reach H, W
+    scale = 2 ** stages(cfg)
+    return -(-cfg.height // scale), -(-cfg.width // scale)   # ceil: the stages reach H, W
 
 
 class DCGenerator(nn.Module):
@@ -25,21 +50,17 @@ class DCGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        w = cfg.hidden                                  # channels at the base resolution
+        ws = widths(cfg)
         h0, w0 = _base(cfg)
         self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim) if cfg.conditional else None
         extra = cfg.embed_dim if cfg.conditional else 0
-        self.fc = nn.Sequential(nn.Linear(cfg.z_dim + extra, w * h0 * w0),
-                                nn.BatchNorm1d(w * h0 * w0), nn.ReLU())
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1),       # (B, w/2, 2h0, 2w0)
-            nn.BatchNorm2d(w // 2), nn.ReLU(),
-            nn.ConvTranspose2d(w // 2, w // 4, 4, stride=2, padding=1),  # (B, w/4, 4h0, 4w0)
-            nn.BatchNorm2d(w // 4), nn.ReLU(),
-            nn.Conv2d(w // 4, cfg.channels, 3, padding=1),
-            nn.Sigmoid(),
-        )
-        self.shape0 = (w, h0, w0)
+        self.fc = nn.Sequential(nn.Linear(cfg.z_dim + extra, ws[0] * h0 * w0),
+                                nn.BatchNorm1d(ws[0] * h0 * w0), nn.ReLU())
+        layers: list[nn.Module] = []
+        for a, b in zip(ws, ws[1:]):                   # each stage doubles the grid
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Conv2d(ws[-1], cfg.channels, 3, padding=1), nn.Sigmoid())
+        self.shape0 = (ws[0], h0, w0)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = z if self.embed is None else torch.cat([z, self.embed(labels)], dim=1)
@@ -52,15 +73,15 @@ class DCDiscriminator(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        w = cfg.hidden
+        ws = widths(cfg)[-2::-1]                        # one per stride-2 stage, widest last
         h0, w0 = _base(cfg)
-        self.pad = (0, 4 * w0 - cfg.width, 0, 4 * h0 - cfg.height)
-        self.features = nn.Sequential(
-            nn.Conv2d(cfg.channels, w // 2, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, w/2, 2h0, 2w0)
-            nn.Conv2d(w // 2, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),             # (B, w, h0, w0)
-            nn.Flatten(),
-        )
-        width = w * h0 * w0
+        scale = 2 ** stages(cfg)
+        self.pad = (0, scale * w0 - cfg.width, 0, scale * h0 - cfg.height)
+        layers: list[nn.Module] = []
+        for a, b in zip([cfg.channels] + ws, ws):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers, nn.Flatten())    # (B, ws[-1] · h0 · w0)
+        width = ws[-1] * h0 * w0
         self.out = nn.Linear(width, 1)
         self.embed = nn.Embedding(cfg.num_classes, width) if cfg.conditional else None
 

@@ -60,7 +60,7 @@ def interpolations(G: nn.Module, pairs: list[tuple[int, int]], steps: int = 8,
     t = torch.linspace(0, 1, steps)
     rows = []
     for i, (a, b) in enumerate(pairs):
-        z = noise_for_seeds(np.array([a, b]), G.cfg.z_dim)
+        z = noise_for_seeds(np.array([a, b]), G.cfg.z_dim, G.cfg.noise)
         path = slerp(z[0], z[1], t)
         path[0], path[-1] = z[0], z[1]
         y = np.full(steps, labels[i], dtype=np.int64) if labels is not None else None
@@ -72,6 +72,6 @@ def label_sweep(G: nn.Module, seeds: list[int]) -> np.ndarray:
     """Conditional models: each seed's noise under every label; uint8 (len(seeds), K, C, H, W).
     Along a row the label changes and the noise stays."""
     k = G.cfg.num_classes
-    z = noise_for_seeds(np.repeat(np.asarray(seeds, dtype=np.int64), k), G.cfg.z_dim)
+    z = noise_for_seeds(np.repeat(np.asarray(seeds, dtype=np.int64), k), G.cfg.z_dim, G.cfg.noise)
     images = sample_noise(G, z, np.tile(np.arange(k, dtype=np.int64), len(seeds)))
     return images.reshape(len(seeds), k, *images.shape[1:])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,19 +36,33 @@ class ClassifierConfig:
         return asdict(self)
 
 
-class SmallCNN(nn.Module):
-    """uint8-scaled images (B, C, H, W) in [0, 1] → logits (B, num_outputs)."""
+def stages_for(height: int, width: int) -> int:
+    """Stride-2 stages of the extractor for an image: 1 up to 32 px, one more per doubling
+    (2 at 64, 3 at 128), so that the last grid before pooling is at most 16x16."""
+    return max(1, math.ceil(math.log2(max(height, width) / 16)))
 
-    def __init__(self, channels: int, num_outputs: int, feature_dim: int = 128):
+
+class SmallCNN(nn.Module):
+    """uint8-scaled images (B, C, H, W) in [0, 1] → logits (B, num_outputs).
+
+    A 3x3 convolution of 32 channels, then ``stages`` stride-2 convolutions of 64, 128, 256, 256…
+    channels (``stages_for`` the image size), average-pooled to 4x4 and a ``feature_dim`` layer.
+    """
+
+    def __init__(self, channels: int, num_outputs: int, feature_dim: int = 128, stages: int = 1):
         super().__init__()
+        widths = [32] + [min(256, 64 * 2 ** i) for i in range(stages)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU()]
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU()]
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4),                     # (B, 64, 4, 4) for any input size
+            *layers,
+            nn.AdaptiveAvgPool2d(4),                     # (B, widths[-1], 4, 4) for any input size
             nn.Flatten(),
-            nn.Linear(64 * 16, feature_dim), nn.ReLU(),
+            nn.Linear(widths[-1] * 16, feature_dim), nn.ReLU(),
         )
         self.head = nn.Linear(feature_dim, num_outputs)
+        self.stages = stages
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -75,7 +90,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray | None, num_classes:
         raise ValueError(f"ClassifierConfig.schedule must be one of {list(SCHEDULES)}, got {cfg.schedule!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     outputs = num_classes if labels is not None else FLIPS
-    model = SmallCNN(images.shape[1], outputs, cfg.feature_dim)
+    model = SmallCNN(images.shape[1], outputs, cfg.feature_dim, stages_for(*images.shape[2:]))
     _init(model, gen)
     model = model.to(memory_format=torch.channels_last)  # oneDNN's faster convolution layout
     x_all = torch.from_numpy(np.ascontiguousarray(images))

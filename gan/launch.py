@@ -31,7 +31,7 @@ from gan.train import Diverged, TrainConfig, train, world
 
 def write_spec(folder: Path, *, data: str, train_cfg: TrainConfig, model: ModelConfig, device: str,
                out: str, checkpoint_path: str, extractor: dict | None = None) -> Path:
-    """``extractor``: {"weights", "channels", "outputs", "feature_dim"} for the quality probe."""
+    """``extractor``: {"weights", "channels", "outputs", "feature_dim", "stages"} for the quality probe."""
     folder.mkdir(parents=True, exist_ok=True)
     for stale in [*folder.glob("grid-*.npy"), folder / "reports.jsonl", folder / "result.json"]:
         stale.unlink(missing_ok=True)
@@ -76,7 +76,7 @@ def main(spec_path: str) -> None:
     probe = None
     if spec.get("extractor") and cfg.probe_every:
         e = spec["extractor"]
-        extractor = SmallCNN(e["channels"], e["outputs"], e["feature_dim"])
+        extractor = SmallCNN(e["channels"], e["outputs"], e["feature_dim"], e.get("stages", 1))
         extractor.load_state_dict(torch.load(e["weights"], weights_only=True))
         probe = make_probe(extractor.eval().requires_grad_(False), xt, yt, seed=cfg.seed)
     reports = open(folder / "reports.jsonl", "a") if rank == 0 else None

@@ -24,6 +24,7 @@ from torch import nn
 
 from gan import checkpoint
 from gan.augment import augment, parse
+from gan.config import LEGACY
 from gan.models import ModelConfig, build
 from gan.private import Privacy, default_delta, make_private, noise_multiplier, poisson_rows, spent
 from gan.sampling import grid, sample
@@ -49,6 +50,7 @@ class TrainConfig:
     checkpoint_every: int = 1_000  # steps between resumable checkpoints (0: none)
     probe_every: int = 0           # steps between quality probes (0: none); the best EMA wins
     patience: int = 0              # probes without improvement before stopping early (0: never)
+    d_steps: int = 1               # discriminator updates per generator step (DP runs want several)
     dp_epsilon: float = 0.0        # > 0: train D with DP-SGD to spend this ε by the last step
     dp_delta: float = 0.0          # δ of the guarantee (0: 1 / (10 · train images))
     dp_max_grad_norm: float = 1.0  # per-sample gradient clipping bound of DP-SGD
@@ -79,7 +81,7 @@ class Diverged(FloatingPointError):
 
 def validate(cfg: TrainConfig) -> None:
     """Fail early, naming the field, on values that cannot train."""
-    for field in ("batch_size", "steps", "log_every"):
+    for field in ("batch_size", "steps", "log_every", "d_steps"):
         if getattr(cfg, field) <= 0:
             raise ValueError(f"TrainConfig.{field} must be a positive integer, got {getattr(cfg, field)}")
     if not cfg.lr > 0:
@@ -173,9 +175,10 @@ class _Run:
             raise ValueError("DP training runs in one process (nproc 1)")
         q = min(1.0, cfg.batch_size / n)
         delta = cfg.dp_delta or default_delta(n)
-        sigma = noise_multiplier(cfg.dp_epsilon, delta, q, cfg.steps)
+        steps = cfg.steps * cfg.d_steps  # the accountant counts D's updates: each reads a private batch
+        sigma = noise_multiplier(cfg.dp_epsilon, delta, q, steps)
         self.D, self.opt_d = make_private(self.D, self.opt_d, sigma, cfg.dp_max_grad_norm, cfg.batch_size, self.rng)
-        self.privacy = Privacy(spent(sigma, q, cfg.steps, delta), delta, sigma, q, cfg.steps, cfg.dp_max_grad_norm)
+        self.privacy = Privacy(spent(sigma, q, steps, delta), delta, sigma, q, steps, cfg.dp_max_grad_norm)
 
     def state(self, cfg: TrainConfig, model: ModelConfig) -> dict:
         best = {} if self.best is None else {"best_score": self.best[0], "best_step": self.best[1],
@@ -187,9 +190,9 @@ class _Run:
                 "probes_since_best": self.probes_since_best, **best}
 
     def restore(self, state: dict, cfg: TrainConfig, model: ModelConfig) -> None:
-        defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
+        # fields added since the checkpoint was written: the model's mean what it was built with
+        defaults = {"model": {**ModelConfig().to_dict(), **LEGACY}, "train": TrainConfig().to_dict()}
         for key, ours in (("model", model.to_dict()), ("train", cfg.to_dict())):
-            # fields added since the checkpoint was written take their defaults
             theirs = {k: v for k, v in {**defaults[key], **state[key]}.items() if k != "steps"}
             if theirs != {k: v for k, v in ours.items() if k != "steps"}:
                 raise ValueError(f"checkpoint {key} config {state[key]} differs from this run's {ours}")
@@ -263,7 +266,7 @@ def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, devic
         run.step += 1
         _set_lr(run, cfg)
         with autocast:
-            sums += _step(run, cfg.loss, batch, model, x_all, y_all, device)
+            sums += _step(run, cfg.loss, batch, model, x_all, y_all, device, cfg.d_steps)
         update_ema(run.ema, run.G, cfg.ema_beta, run.step)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             losses = _log(run, cfg, sums, report)
@@ -280,8 +283,9 @@ def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, devic
         run.ema.load_state_dict(best_state)
     privacy = run.privacy
     if privacy is not None and run.step != cfg.steps:  # stopped early: spent less
-        privacy = Privacy(spent(privacy.noise_multiplier, privacy.sample_rate, run.step, privacy.delta),
-                          privacy.delta, privacy.noise_multiplier, privacy.sample_rate, run.step, privacy.max_grad_norm)
+        steps = run.step * cfg.d_steps
+        privacy = Privacy(spent(privacy.noise_multiplier, privacy.sample_rate, steps, privacy.delta),
+                          privacy.delta, privacy.noise_multiplier, privacy.sample_rate, steps, privacy.max_grad_norm)
     return TrainResult(run.G, run.D, run.ema, run.step, losses, best_step, best_score, privacy)
 
 
@@ -308,20 +312,14 @@ def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device):
     return real, y, z, y_fake
 
 
-def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
-    """One D and one G update; returns (loss_d, loss_g, D(real), D(fake)) as a device tensor."""
+def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device, d_steps: int = 1) -> torch.Tensor:
+    """``d_steps`` D updates and one G update; returns (loss_d, loss_g, D(real), D(fake)) of the
+    last D update and the G update, as a device tensor. The G update reuses the last D update's
+    fakes and labels."""
+    for _ in range(d_steps - 1):
+        _d_update(run, loss, *_batch(run, batch, model, x_all, y_all, device))
     real, y, z, y_fake = _batch(run, batch, model, x_all, y_all, device)
-
-    fake = run.G(z, y_fake)
-    # discriminator: one pass over real and fake together (D has no batch statistics)
-    seen = augment(torch.cat([real, fake.detach()]), run.augment, run.rng)  # DiffAugment, if any
-    out = run.D(seen, torch.cat([y, y_fake]) if y is not None else None).float()
-    out_real, out_fake = out[:len(real)], out[len(real):]
-    loss_d = d_loss(loss, out_real, out_fake, torch.sum if run.privacy is not None else torch.mean)
-    run.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    _all_mean(p.grad for p in run.D.parameters())
-    run.opt_d.step()
+    loss_d, out_real, out_fake, fake = _d_update(run, loss, real, y, z, y_fake)
 
     # generator: make the updated D call the same fakes real; D frozen, so no D weight gradients
     run.D.requires_grad_(False)
@@ -340,6 +338,21 @@ def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, de
         if run.privacy is not None:  # per image, as without DP
             loss_d = loss_d / max(1, len(real))
         return torch.stack([loss_d, loss_g, torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()])
+
+
+def _d_update(run: _Run, loss: str, real, y, z, y_fake):
+    """One D update on a real batch and fakes of ``z``; returns (loss_d, D(real), D(fake), fakes)."""
+    fake = run.G(z, y_fake)
+    # one pass over real and fake together (D has no batch statistics)
+    seen = augment(torch.cat([real, fake.detach()]), run.augment, run.rng)  # DiffAugment, if any
+    out = run.D(seen, torch.cat([y, y_fake]) if y is not None else None).float()
+    out_real, out_fake = out[:len(real)], out[len(real):]
+    loss_d = d_loss(loss, out_real, out_fake, torch.sum if run.privacy is not None else torch.mean)
+    run.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    _all_mean(p.grad for p in run.D.parameters())
+    run.opt_d.step()
+    return loss_d, out_real, out_fake, fake
 
 
 def _log(run: _Run, cfg: TrainConfig, sums: torch.Tensor, report) -> dict[str, float]:

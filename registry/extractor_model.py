@@ -18,7 +18,7 @@ class ExtractorModel(PythonModel):
 
         meta = json.loads(open(context.artifacts["meta"]).read())
         state, _ = load_weights(context.artifacts["weights"])  # a pickle-free .npz
-        self.model = SmallCNN(meta["channels"], meta["outputs"], meta["feature_dim"])
+        self.model = SmallCNN(meta["channels"], meta["outputs"], meta["feature_dim"], meta.get("stages", 1))
         self.model.load_state_dict(state)
         self.model.eval().requires_grad_(False)
 

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 import gan
-from gan.config import ModelConfig
+from gan.config import LEGACY, ModelConfig
 from gan.sampling import balanced_labels, sample_seeds
 
 MODEL_CODE = Path(__file__).with_name("generator_model.py")  # logged as code: no pickle
@@ -156,8 +156,12 @@ def replacements(m: dict) -> dict[int, int]:
 
 def materialise(m: dict):
     """A virtual manifest's images, sampled again from the registered generator it names, with
-    its near copies' replacement seeds: no real data is needed."""
+    its near copies' replacement seeds and its noise scheme: no real data is needed."""
     G = load_version(m["generator"]["model"], m["generator"]["version"])
+    scheme = m.get("noise", LEGACY["noise"])  # manifests written before the field: the older scheme
+    if G.cfg.noise != scheme:
+        raise ValueError(f"manifest names noise scheme {scheme!r} but {m['generator']['model']} "
+                         f"v{m['generator']['version']} samples with {G.cfg.noise!r}: it would not reproduce the dataset")
     return sample_publication(G, m["shape"][0], m["seed"], replaced=replacements(m))
 
 

@@ -17,7 +17,7 @@ import gan
 import registry
 from gan import checkpoint
 from gan.evaluate import EvalConfig, fit_extractor
-from gan.features import FLIPS, SmallCNN, state_hash
+from gan.features import FLIPS, SmallCNN, stages_for, state_hash
 from registry.generators import TORCH, features_name
 from tasks.home import home
 from tasks.refs import Snapshot
@@ -29,8 +29,10 @@ EXTRACTOR_CODE = Path(registry.__file__).with_name("extractor_model.py")  # logg
 def extractor_folder(snapshot: Snapshot, cfg: EvalConfig) -> Path:
     """Where the extractor of this snapshot and classifier budget is cached."""
     c = cfg.classifier
+    stages = stages_for(*snapshot.shape[1:])
+    deeper = f"-d{stages}" if stages > 1 else ""  # above 32 px: deeper than extractors cached before
     return home() / "extractors" / (f"{Path(snapshot.path).name}-c{c.steps}x{c.batch_size}"
-                                                 f"-lr{c.lr:g}-{c.schedule}-f{c.feature_dim}-s{c.seed}")
+                                    f"-lr{c.lr:g}-{c.schedule}-f{c.feature_dim}-s{c.seed}{deeper}")
 
 
 def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, float | None, bool]:
@@ -42,7 +44,7 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
     outputs = snapshot.num_classes if snapshot.num_classes >= 2 else FLIPS
     if (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
-        model = SmallCNN(snapshot.shape[0], outputs, cfg.classifier.feature_dim)
+        model = SmallCNN(snapshot.shape[0], outputs, cfg.classifier.feature_dim, meta.get("stages", 1))
         model.load_state_dict(torch.load(folder / "extractor.pt", weights_only=True))
         model.eval().requires_grad_(False)
         if state_hash(model) == meta["hash"]:
@@ -57,7 +59,7 @@ def extractor_for(snapshot: Snapshot, cfg: EvalConfig) -> tuple[SmallCNN, str, f
     _atomic_write(folder / "meta.json", lambda p: p.write_text(json.dumps(
         {"hash": digest, "trtr_accuracy": trtr, "snapshot": snapshot.fingerprint,
          "classifier": cfg.classifier.to_dict(), "channels": snapshot.shape[0], "outputs": outputs,
-         "feature_dim": cfg.classifier.feature_dim})))
+         "feature_dim": cfg.classifier.feature_dim, "stages": model.stages})))
     return model, digest, trtr, False
 
 

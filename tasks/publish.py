@@ -144,12 +144,13 @@ def commit(p: Plan, shards: list[str]) -> str:
         if len(images) != p.n:
             raise RuntimeError(f"{p.staging}: shards hold {len(images)} images, expected {p.n}")
         mlflow.set_tracking_uri(tracking_uri())
-        near_copies = _replace(p, images, np.flatnonzero(np.concatenate([q["near"] for q in parts])))
+        G = load_version(p.model, p.version)
+        near_copies = _replace(p, G, images, np.flatnonzero(np.concatenate([q["near"] for q in parts])))
         mv = client().get_model_version(p.model, p.version)
         counts = np.bincount(labels).tolist() if labels is not None else []
         manifest = {"format": p.format, "virtual": p.virtual, "shape": list(images.shape), "class_counts": counts,
                      "content_sha256": formats.content_sha256(images, labels), **lineage(mv),
-                     "seed": p.seed, "labels": "balanced: label of image i is i mod classes" if labels is not None else None,
+                     "seed": p.seed, "noise": G.cfg.noise, "labels": "balanced: label of image i is i mod classes" if labels is not None else None,
                      "shards": len(shards), "prefect_flow_run_id": p.flow_run_id, "near_copies": near_copies}
         folder = catalog.publish(catalog_root(), p.name,
                                  lambda d: write_dataset(d, images, labels, p.format, p.virtual), manifest)
@@ -163,12 +164,11 @@ def commit(p: Plan, shards: list[str]) -> str:
     return folder
 
 
-def _replace(p: Plan, images: np.ndarray, flagged: np.ndarray) -> dict:
+def _replace(p: Plan, G, images: np.ndarray, flagged: np.ndarray) -> dict:
     """Replace the flagged near copies in ``images`` (in place) by samples of the next unused
     seeds; the manifest's ``near_copies`` record."""
     real = Snapshot.at(p.snapshot).load()["images"]
     too_near = lambda x: nearest_images(x, real) < p.near_copy_threshold
-    G = load_version(p.model, p.version) if len(flagged) else None
     replaced = replace_near_copies(G, p.n, p.seed, flagged.tolist(), too_near) if len(flagged) else {}
     for i in replaced:  # as a later materialisation samples them
         images[i] = sample_publication(G, p.n, p.seed, i, i + 1, replaced)[0][0]

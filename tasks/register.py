@@ -23,7 +23,7 @@ def register(ckpt: CheckpointRef, report: Report, name: str, gate: GatePolicy) -
     ``champion`` to it only if every gate passes, else raise ``GateFailed`` naming the failures."""
     logger = run_logger()
     mlflow.set_tracking_uri(tracking_uri())
-    model = ModelConfig(**ckpt.model)
+    model = ModelConfig.from_dict(ckpt.model)
     registered = model_name(name)
     weights = checkpoint.export_generator(ckpt.path, Path(ckpt.path).with_name("generator.npz"))  # no pickle
     with mlflow.start_run(run_id=ckpt.run_id):

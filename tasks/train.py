@@ -158,7 +158,8 @@ def _train_torchrun(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, de
         extractor_for(snapshot, ev)  # trained and cached here, loaded by every rank
         meta = json.loads((extractor_folder(snapshot, ev) / "meta.json").read_text())
         extractor = {"weights": str(extractor_folder(snapshot, ev) / "extractor.pt"), "channels": meta["channels"],
-                     "outputs": meta["outputs"], "feature_dim": meta["feature_dim"]}
+                     "outputs": meta["outputs"], "feature_dim": meta["feature_dim"],
+                     "stages": meta.get("stages", 1)}
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = launcher.write_spec(folder / "torchrun", data=str(snapshot.path), train_cfg=cfg,
                                model=model, device=dev.type, out=str(path),

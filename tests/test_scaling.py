@@ -1,0 +1,133 @@
+"""Models that follow the image size, and sampling noise that is vectorised yet per seed.
+
+The DCGAN and the extractor grow a stage per doubling of the image; the SplitMix64 noise scheme
+is checked bit for bit against the reference algorithm written in plain Python; generators and
+virtual datasets published before these changes (fixtures in tests/data, written by the code of
+that time) still load and pull bit-exact.
+"""
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+import catalog
+from catalog import formats
+from gan.checkpoint import load_generator
+from gan.config import ModelConfig
+from gan.dcgan import stages, widths
+from gan.features import ClassifierConfig, stages_for, train_classifier
+from gan.models import build
+from gan.sampling import balanced_labels, noise_for_seeds, sample_seeds, splitmix64
+from gan.train import TrainConfig, train
+from registry import generators
+
+DATA = Path(__file__).parent / "data"
+MASK = (1 << 64) - 1
+
+
+def splitmix64_reference(seed: int, count: int) -> list[int]:
+    """SplitMix64 as published (Steele, Lea & Flood 2014; Vigna's splitmix64.c), in Python ints."""
+    out, state = [], seed
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        out.append(z ^ (z >> 31))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 48), (3, 128, 128)])
+@pytest.mark.parametrize("classes", [0, 10])
+def test_dcgan_of_any_size_builds_trains_and_samples(shape, classes):
+    c, h, w = shape
+    model = ModelConfig(kind="dcgan", channels=c, height=h, width=w, num_classes=classes, hidden=64)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (16, c, h, w), dtype=np.uint8))
+    y = torch.from_numpy(rng.integers(0, 10, 16)) if classes else None
+    res = train(TrainConfig(steps=2, batch_size=4, log_every=1, grid_every=0, checkpoint_every=0), model, x, y)
+    images = sample_seeds(res.ema, np.arange(5), balanced_labels(5, classes) if classes else None)
+    assert images.shape == (5, *shape) and images.dtype == np.uint8
+    # a stage per doubling: the base grid is at most 8x8 and the last stage is hidden/4 wide
+    assert stages(model) == {28: 2, 32: 2, 64: 3, 128: 4}[max(h, w)]
+    assert max(h, w) / 2 ** stages(model) <= 8 and widths(model)[-1] == 16
+    assert res.ema.fc[0].out_features <= 8 * 64 * 64  # no 16,384-wide linear layer at 64 px
+
+
+def test_28_px_dcgan_is_the_model_it_was():
+    """Up to 32 px the stages are the two of the CPU-sized model: same layers, same weights."""
+    G, D = build(ModelConfig(kind="dcgan", channels=1, height=28, width=28, num_classes=10, hidden=64), seed=0)
+    assert [tuple(p.shape) for p in G.net.parameters() if p.dim() == 4] == [(64, 32, 4, 4), (32, 16, 4, 4), (1, 16, 3, 3)]
+    assert [tuple(p.shape) for p in D.features.parameters() if p.dim() == 4] == [(32, 1, 4, 4), (64, 32, 4, 4)]
+
+
+def test_extractor_grows_with_the_image():
+    assert [stages_for(s, s) for s in (8, 28, 32, 48, 64, 128)] == [1, 1, 1, 2, 2, 3]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 3, 64, 48), dtype=np.uint8)
+    model = train_classifier(x, rng.integers(0, 4, 32), 4, ClassifierConfig(steps=2, batch_size=8))
+    assert model.stages == 2 and model.features(torch.zeros(2, 3, 64, 48)).shape == (2, 128)
+
+
+def test_splitmix64_is_the_published_generator():
+    assert splitmix64_reference(0, 3) == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    seeds = [0, 1, 7, 123_456_789, 2**40 + 3, 2**63 - 1]
+    ours = splitmix64(torch.tensor(seeds), 5)
+    for row, seed in zip(ours.tolist(), seeds):
+        assert [v & MASK for v in row] == splitmix64_reference(seed, 5)
+
+
+def test_splitmix64_noise_is_standard_normal_and_per_seed():
+    z = noise_for_seeds(np.arange(20_000), 100)
+    assert z.dtype == torch.float32 and z.shape == (20_000, 100)
+    assert abs(float(z.mean())) < 0.003 and abs(float(z.std()) - 1) < 0.003
+    assert abs(float((z[:, :-1] * z[:, 1:]).mean())) < 0.003  # neighbouring entries uncorrelated
+    # any request of a seed gives its row: alone, at another position, in another block
+    pick = np.array([19_999, 5, 4_096, 4_095, 12_345])
+    np.testing.assert_array_equal(noise_for_seeds(pick, 100).numpy(), z[pick].numpy())
+    with pytest.raises(ValueError, match="unknown noise scheme 'philox'"):
+        noise_for_seeds(pick, 100, "philox")
+
+
+def test_schemes_give_other_pixels_and_stored_configs_keep_theirs():
+    cfg = ModelConfig(kind="mlp", height=8, width=8, num_classes=3, hidden=16)
+    G, _ = build(cfg, seed=1)
+    legacy, _ = build(ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k not in ("noise", "stages")}), seed=1)
+    labels = balanced_labels(50, 3)
+    assert G.cfg.noise == "splitmix64" and legacy.cfg.noise == "torch-generator"
+    assert not np.array_equal(sample_seeds(G, np.arange(50), labels), sample_seeds(legacy, np.arange(50), labels))
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg  # a config stored today reads back as itself
+    with pytest.raises(ValueError, match="non-negative"):
+        sample_seeds(G, np.array([-1]), labels[:1])
+
+
+@pytest.mark.parametrize("kind", ["mlp-8x8", "dcgan-64x48"])
+def test_virtual_dataset_published_before_the_noise_schemes_pulls_bit_exact(kind, tmp_path):
+    """A generator written by the code before this change (two DCGAN stages at 64 px, one
+    torch.Generator per seed) is registered, and a manifest of that time (no ``noise`` field)
+    is pulled through the catalog: the images hash to what that code published."""
+    about = json.loads((DATA / "legacy-manifests.json").read_text())["manifests"][kind]
+    G = load_generator(DATA / f"legacy-{kind}.npz")
+    assert G.cfg.noise == "torch-generator" and (G.cfg.kind == "mlp" or stages(G.cfg) == 2)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        with mlflow.start_run():
+            info = generators.log_generator(DATA / f"legacy-{kind}.npz", G.cfg)
+        mv = mlflow.register_model(info.model_uri, "legacy-generator")
+        root = tmp_path / "catalog"
+        manifest = {"virtual": True, "format": "npz", "shape": about["shape"], "seed": about["seed"],
+                    "near_copies": about["near_copies"], "content_sha256": about["content_sha256"],
+                    "generator": {"model": "legacy-generator", "version": str(mv.version)}}
+        catalog.publish(root, "legacy", lambda d: None, manifest)
+        out = catalog.pull(root, "legacy", tmp_path / "pulled", sampler=generators.materialise)
+        images, labels = formats.read("npz", out)
+        assert formats.content_sha256(images, labels) == about["content_sha256"]
+        # a manifest naming another scheme than its generator's is refused, not mis-sampled
+        with pytest.raises(ValueError, match="noise scheme 'splitmix64'"):
+            generators.materialise({**manifest, "noise": "splitmix64"})
+    finally:
+        mlflow.set_tracking_uri(None)
