@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -64,9 +65,9 @@ def main() -> None:
         old = build(dataclasses.replace(MODELS[name], noise="torch-generator"), seed=0)[0].to(device).eval()
         n = {"mlp": 2 * args.n, "dcgan": args.n // 2, "dcgan64": args.n // 20}[name]  # 0.1-0.5 s a call
         seeds, labels = np.arange(n), balanced_labels(n, 10)
-        calls = {"plain": lambda: plain(new, n, device),
-                 "splitmix64": lambda: sample_seeds(new, seeds, labels),
-                 "torch-generator": lambda: sample_seeds(old, seeds, labels)}
+        calls = {"plain": partial(plain, new, n, device),
+                 "splitmix64": partial(sample_seeds, new, seeds, labels),
+                 "torch-generator": partial(sample_seeds, old, seeds, labels)}
         for fn in calls.values():  # warm up
             fn()
         rates = {k: [] for k in calls}
