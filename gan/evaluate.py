@@ -58,8 +58,9 @@ def fit_extractor(data: dict[str, np.ndarray], num_classes: int, cfg: EvalConfig
 
 
 def pixels(images: np.ndarray) -> np.ndarray:
-    """uint8 images (n, C, H, W) → float64 rows (n, C·H·W) in [0, 1]: the privacy metrics' space."""
-    return images.reshape(len(images), -1).astype(np.float64) / 255.0
+    """uint8 images (n, C, H, W) → uint8 rows (n, C·H·W), a view where it can be: the privacy
+    metrics' space, which ``gan.metrics.distances`` scales to [0, 1] block by block."""
+    return images.reshape(len(images), -1)
 
 
 def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: EvalConfig) -> Evaluation:

@@ -198,3 +198,13 @@ def grid(images: np.ndarray, nrow: int | None = None, pad: int = 1) -> np.ndarra
         top, left = pad + r * (h + pad), pad + col * (w + pad)
         canvas[top:top + h, left:left + w] = images[i].transpose(1, 2, 0)
     return canvas
+
+
+def preview(G: nn.Module, n: int = 100, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
+    """A grid of n fixed-seed samples (class-balanced rows when conditional)."""
+    cfg = G.cfg
+    if cfg.conditional:
+        per_row = max(1, n // cfg.num_classes)
+        labels = np.repeat(np.arange(cfg.num_classes), per_row)[:n]
+        return grid(sample(G, len(labels), seed, labels, device), nrow=per_row)
+    return grid(sample(G, n, seed, None, device))

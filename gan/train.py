@@ -27,7 +27,7 @@ from gan.augment import augment, parse
 from gan.config import LEGACY
 from gan.models import ModelConfig, build
 from gan.private import Privacy, default_delta, make_private, noise_multiplier, poisson_rows, spent
-from gan.sampling import grid, sample
+from gan.sampling import preview
 from gan.schedule import SCHEDULES, lr_at
 
 LOSSES = ("bce", "hinge")
@@ -397,13 +397,3 @@ def update_ema(ema: nn.Module, G: nn.Module, beta: float, step: int) -> None:
         e.lerp_(g, 1.0 - beta)
     for e, g in zip(ema.buffers(), G.buffers()):  # BatchNorm statistics: copied, not averaged
         e.copy_(g)
-
-
-def preview(G: nn.Module, n: int = 100, seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
-    """A grid of n fixed-seed samples (class-balanced rows when conditional)."""
-    cfg = G.cfg
-    if cfg.conditional:
-        per_row = max(1, n // cfg.num_classes)
-        labels = np.repeat(np.arange(cfg.num_classes), per_row)[:n]
-        return grid(sample(G, len(labels), seed, labels, device), nrow=per_row)
-    return grid(sample(G, n, seed, None, device))

@@ -31,7 +31,7 @@ class EvalSets:
     fake_features: np.ndarray           # (n_g, d) generated
     holdout_labels: np.ndarray | None   # (n_h,)
     fake_labels: np.ndarray | None      # (n_g,)
-    train_pixels: np.ndarray            # (n_t, C*H*W) in [0, 1]
+    train_pixels: np.ndarray            # (n_t, C*H*W): uint8 pixels, or floats in [0, 1]
     holdout_pixels: np.ndarray          # (n_h, C*H*W)
     fake_pixels: np.ndarray             # (n_g, C*H*W)
     k: int = 5                          # neighbours for PRDC

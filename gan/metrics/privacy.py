@@ -31,7 +31,7 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def privacy(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, seed: int = 0
             ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Privacy metrics of (n, d) float rows; also returns the distance arrays for plots
+    """Privacy metrics of (n, d) rows (uint8 pixels, or floats); also returns the distance arrays for plots
     (``synthetic_to_train``, ``holdout_to_train``)."""
     rng = np.random.default_rng(seed)
     m = min(len(train), len(holdout))
