@@ -55,7 +55,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     extra = {k: _typed(k, x) for k, x in v.items() if k not in model_keys}  # loss=hinge, ema_beta=…
     cfg = TrainConfig(batch_size=batch, steps=steps, lr=lr, seed=seed, grid_every=0,
                       probe_every=max(100, steps // 15 // 100 * 100), log_every=100, checkpoint_every=0, **extra)
-    model = ModelConfig(kind=kind, channels=1, height=28, width=28, num_classes=10, hidden=width,
+    c, h, w = data["images"].shape[1:]
+    model = ModelConfig(kind=kind, channels=c, height=h, width=w, num_classes=10, hidden=width,
                         **{k: _typed(k, x) for k, x in v.items() if k in model_keys})  # spectral_norm=1
     t0 = time.perf_counter()
     res = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt), device=device,
@@ -75,7 +76,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist"))
+    ap.add_argument("--mnist", "--source", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist"),
+                    help="MNIST's IDX folder, or an image folder of 10 classes (e.g. colour MNIST from benchmarks.colour_mnist)")
     ap.add_argument("--images", type=int, default=DCGANParams().steps * DCGANParams().batch_size,
                     help="images seen by each model (the budget; default: `ganvirt run --model dcgan`'s, %(default)s)")
     ap.add_argument("--models", default="dcgan,mlp")
@@ -102,11 +104,12 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         if kind == "dcgan" and args.figure:
             args.figure.parent.mkdir(parents=True, exist_ok=True)
-            report.save_picture(report.class_grid(ev.images, ev.labels), args.figure, tile=28)
+            report.save_picture(report.class_grid(ev.images, ev.labels), args.figure, tile=ev.images.shape[-1])
     table = json.dumps({"benchmark": "quality_mnist", "train": len(tr), "holdout": len(ho),
                         "threads": torch.get_num_threads(), "rows": rows}, indent=2)
     print(table)
-    out = args.out or (RESULTS / "quality_mnist.json" if not variant and args.device == "cpu" else None)
+    default = not variant and args.device == "cpu" and Path(args.mnist).resolve() == Path(ap.get_default("mnist")).resolve()
+    out = args.out or (RESULTS / "quality_mnist.json" if default else None)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table + "\n")

@@ -73,6 +73,19 @@ def make_private(D: nn.Module, optimizer: torch.optim.Optimizer, noise: float, m
                                expected_batch_size=batch, loss_reduction="sum", generator=generator)
 
 
+def private_discriminator(D: nn.Module, optimizer: torch.optim.Optimizer, epsilon: float, delta: float,
+                          max_grad_norm: float, batch: int, steps: int, n: int, generator: torch.Generator
+                          ) -> tuple[nn.Module, torch.optim.Optimizer, Privacy]:
+    """D and its optimiser through DP-SGD for ``steps`` Poisson-sampled updates of expected size
+    ``batch`` from ``n`` private rows, σ calibrated to spend ``epsilon`` at ``delta`` (0: the
+    default δ) by the last one; returns them with what they will spend."""
+    q = min(1.0, batch / n)
+    delta = delta or default_delta(n)
+    sigma = noise_multiplier(epsilon, delta, q, steps)
+    D, optimizer = make_private(D, optimizer, sigma, max_grad_norm, batch, generator)
+    return D, optimizer, Privacy(spent(sigma, q, steps, delta), delta, sigma, q, steps, max_grad_norm)
+
+
 def poisson_rows(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
     """Indices of the rows that join this step's batch, each with probability ``sample_rate``."""
     return torch.nonzero(torch.rand(n, generator=generator, device=generator.device) < sample_rate).flatten()
