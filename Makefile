@@ -35,9 +35,11 @@ test-slow: $(STAMP)
 
 test-all: test test-slow
 
-# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 11 minutes on 2 cores.
+# Benchmarks (not tests): each writes benchmarks/results/<name>.json; about 14 minutes on 2 cores.
 bench: $(STAMP)
 	$(PY) -m benchmarks.throughput $(BENCH_ARGS)
+	$(PY) -m benchmarks.sampling
+	$(PY) -m benchmarks.scaling
 	$(PY) -m benchmarks.evaluation
 	$(PY) -m benchmarks.catalog_io
 	$(PY) -m benchmarks.ingest

@@ -81,7 +81,8 @@ def same_split(labels: np.ndarray) -> bool:
 
 
 def run_flow(folder: Path, home: Path, extra: list[str]) -> dict:
-    """``ganvirt run`` on ``folder`` with default settings; its scores and timings."""
+    """``ganvirt run`` on ``folder`` with default settings (plus ``extra`` flags); its scores and
+    timings, also when a gate stopped it (exit 1 with the verdicts on stderr)."""
     env = {**os.environ, "GANVIRT_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("PREFECT_API_URL", None)
@@ -89,23 +90,34 @@ def run_flow(folder: Path, home: Path, extra: list[str]) -> dict:
     proc = subprocess.run([sys.executable, "-m", "ganvirt.cli", "run", "--source", str(folder), *extra],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if proc.returncode not in (0, 3):  # 3: a gate failed; the scores are still the result
-        raise RuntimeError(f"ganvirt run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    try:
+        result = collect(home)
+    except LookupError:
+        raise RuntimeError(f"ganvirt run failed ({proc.returncode}) before scoring:\n{proc.stderr[-3000:]}") from None
+    verdict = proc.stderr.strip().splitlines()[-1] if proc.returncode else "published"
+    return {"exit": proc.returncode, "verdict": verdict, "wall_minutes": round(wall / 60, 2), **result}
+
+
+def collect(home: Path) -> dict:
+    """The latest scored run under ``home``: its metrics, training minutes and steps. Training
+    time runs from the first to the last ``images_seen`` report (every 100 steps), extended by
+    one interval at the same pace."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{home}/mlflow.db")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               "tags.`ganvirt.stage` = 'train'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or "fid_like" not in runs[0].data.metrics:
+        raise LookupError(f"no scored run under {home}")
     run = runs[0]
-    seen = client.get_metric_history(run.info.run_id, "images_seen")  # reported every 100 steps
+    seen = client.get_metric_history(run.info.run_id, "images_seen")
     first, last = min(seen, key=lambda m: m.step), max(seen, key=lambda m: m.step)
     per_step = (last.timestamp - first.timestamp) / 1000 / max(1, last.step - first.step)
-    train_seconds = per_step * last.step  # the first interval at the same pace
+    train_seconds = per_step * last.step
     keys = ("tstr_accuracy", "trtr_accuracy", "fid_like", "fid_like_floor", "fid_like_ratio", "fid_like_ratio.std",
-            "precision", "recall", "mia_auc")
-    return {"exit": proc.returncode, "wall_minutes": round(wall / 60, 2), "train_minutes": round(train_seconds / 60, 2),
-            "train_steps": int(last.step), "images_seen": int(last.value),
-            "train_ms_per_image": round(1000 * train_seconds / last.value, 4),
+            "precision", "recall", "mia_auc", "near_copy_share")
+    return {"run_id": run.info.run_id, "train_minutes": round(train_seconds / 60, 2), "train_steps": int(last.step),
+            "images_seen": int(last.value), "train_ms_per_image": round(1000 * train_seconds / last.value, 4),
             **{k: run.data.metrics.get(k) for k in keys}}
 
 

@@ -23,14 +23,12 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import figure, machine, sync, write
 from gan.models import ModelConfig, build
-from gan.sampling import sample_seeds
 from gan.train import TrainConfig, train
 
 MODELS = {
@@ -166,26 +164,6 @@ def measure(model, images, labels, batch, device, seconds: float, peak_n: int,
     return statistics.median(ours), statistics.median(base), statistics.median(peaks), statistics.median(ratios)
 
 
-def sampling_rates(model: ModelConfig, device, n: int = 10_000) -> tuple[float, float]:
-    """images/s of (``gan.sampling.sample_seeds``: per-seed noise, fixed chunks, inference
-    mode, uint8 out; one plain batched forward pass under autograd's default mode)."""
-    G = build(model, seed=0)[0].to(device).eval()
-    labels = torch.arange(n, device=device) % 10 if model.conditional else None
-    seeds = np.arange(n, dtype=np.int64)
-    sample_seeds(G, seeds[:64], labels[:64].cpu().numpy() if labels is not None else None)
-    sync(device)
-    start = time.perf_counter()
-    sample_seeds(G, seeds, labels.cpu().numpy() if labels is not None else None)
-    sync(device)
-    ours = n / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for lo in range(0, n, 500):  # the plain way: batches of 500, autograd on, float out
-        z = torch.randn(min(500, n - lo), model.z_dim, device=device)
-        G(z, labels[lo:lo + 500] if labels is not None else None).cpu()
-    sync(device)
-    return ours, n / (time.perf_counter() - start)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -223,10 +201,6 @@ def main() -> None:
             print(f"{tag}: ours {ours:,.0f} img/s, baseline {base:,.0f} img/s (paired {ratio:.2f}x), "
                   f"{ours * per_image / 1e9 / peak:.0%} of peak {peak:.0f} GFLOP/s by the baseline's work, "
                   f"{ours * own_per_image / 1e9 / peak:.0%} by our own", flush=True)
-        ours_s, plain_s = sampling_rates(model, device)
-        figures.append(figure(f"{name}.sampling_images_per_s", ours_s, "images/s (uint8, per-seed noise)",
-                              baseline=plain_s))
-        print(f"{name} sampling: {ours_s:,.0f} img/s (plain batched forward {plain_s:,.0f})", flush=True)
     write("throughput" + ("" if device.type == "cpu" else f"-{device.type}"), figures, machine(device))
 
 

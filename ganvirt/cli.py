@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -23,11 +24,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     parser = build_parser(run_flags="run" in argv)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         settings.configure_environment()
         if not args.debug:
             _console_without_tracebacks()
         return args.func(args) or 0
+    except Terminated:
+        print("ganvirt: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("ganvirt: interrupted", file=sys.stderr)
         return 130
@@ -38,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"ganvirt: error: {one_line(exc)}", file=sys.stderr)
         return 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the stack unwinds and exit handlers run, so the temporary
+    Prefect server a command started stops with it instead of outliving it."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _check_source(argv: list[str]) -> None:

@@ -150,3 +150,28 @@ def test_kill_during_publication_leaves_no_partial_version(tmp_path):
     assert catalog.verify(catalog.resolve(root, "crash", 2))["shape"][0] == 500
     assert registry(home)  # still readable
     assert not any(staging.iterdir())  # the killed publication's shards were swept by the rerun
+
+
+def test_sigterm_stops_the_temporary_prefect_server_with_the_run(tmp_path):
+    """SIGTERM (a scheduler's stop, ``kill``) ends ``ganvirt run`` like Ctrl-C: exit 143, and the
+    temporary Prefect server it started does not outlive it."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "ganvirt.cli", "run", "--steps", "100000"], env=env_for(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while resume_step(tmp_path) < 0:  # training has started: the server is up
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.2)
+        servers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+        assert servers, "no temporary Prefect server found"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143
+        assert "ganvirt: terminated" in proc.stderr.read()
+        gone, alive = psutil.wait_procs(servers, timeout=30)
+        assert not alive, f"left running: {[p.pid for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
