@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from ganvirt import settings
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     parser = build_parser(run_flags="run" in argv)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():  # only there can Python take signals
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         settings.configure_environment()
         if not args.debug:
