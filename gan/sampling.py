@@ -29,16 +29,16 @@ from torch import nn
 # (512: 1.3x the images/s of 256), the DCGAN's convolutions fewer (512 is slower than 64: cache)
 CHUNK = {("splitmix64", "mlp"): 512, ("splitmix64", "dcgan"): 64}
 OLD_CHUNK = 64
-
-
-def chunk_rows(cfg) -> int:
-    """Rows per forward pass of a generator of ``cfg`` (``ModelConfig``)."""
-    return CHUNK.get((cfg.noise, cfg.kind), OLD_CHUNK)
 NOISE_BLOCK = 4096  # seeds whose noise is computed in one vectorised pass
 
 GAMMA = -0x61C8864680B583EB        # 0x9E3779B97F4A7C15 as a signed 64-bit integer
 MIX1 = -0x40A7B892E31B1A47         # 0xBF58476D1CE4E5B9
 MIX2 = -0x6B2FB644ECCEEE15         # 0x94D049BB133111EB
+
+
+def chunk_rows(cfg) -> int:
+    """Rows per forward pass of a generator of ``cfg`` (``ModelConfig``)."""
+    return CHUNK.get((cfg.noise, cfg.kind), OLD_CHUNK)
 
 
 def _shr(x: torch.Tensor, bits: int, out: torch.Tensor | None = None) -> torch.Tensor:
