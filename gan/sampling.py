@@ -164,9 +164,10 @@ def sample_noise(G: nn.Module, z: torch.Tensor, labels: np.ndarray | None = None
             yc[: stop - start] = y[start:stop]
             yc = yc.to(device)
         x = G(zc, yc)[: stop - start]
-        # to uint8 as ``to_uint8`` does, in place, then cast into the output (numpy's cast of
-        # whole numbers in 0..255: exact, and 2.4x torch's copy_ on this CPU)
-        np.copyto(out[start:stop], x.float().clamp_(0, 1).mul_(255).round_().cpu().numpy(), casting="unsafe")
+        # to uint8 as ``to_uint8`` does (the clamp copies: G's output may be a view of its
+        # weights), then cast into the output (numpy's cast of whole numbers in 0..255: exact,
+        # and 2.4x torch's copy_ on this CPU)
+        np.copyto(out[start:stop], x.float().clamp(0, 1).mul_(255).round_().cpu().numpy(), casting="unsafe")
     G.train(was_training)
     return out
 

@@ -246,3 +246,20 @@ def test_spectral_norm_mlp_trains():
     model = ModelConfig(kind="mlp", height=8, width=8, num_classes=3, hidden=16, spectral_norm=True)
     res = train(TrainConfig(steps=5, batch_size=8, log_every=5, grid_every=0, checkpoint_every=0), model, *toy_data())
     assert res.steps == 5 and all(torch.isfinite(p).all() for p in res.discriminator.parameters())
+
+
+def test_sampling_leaves_a_generator_that_returns_its_weights_untouched():
+    """A generator may return a view of a parameter (a constant image): sampling converts a
+    copy, never writes into it."""
+    class Constant(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.cfg = cfg
+            self.image = torch.nn.Parameter(torch.full((1, 8, 8), 1.7))  # outside [0, 1]: clamped
+
+        def forward(self, z, labels=None):
+            return self.image.expand(len(z), -1, -1, -1)
+
+    G = Constant(ModelConfig(kind="constant", height=8, width=8))
+    assert (sample_seeds(G, np.arange(3)) == 255).all()
+    assert torch.equal(G.image.detach(), torch.full((1, 8, 8), 1.7))
