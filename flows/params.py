@@ -44,6 +44,7 @@ class TrainParams(BaseModel):
     checkpoint_every: int = Field(1_000, ge=0, description="steps between resumable checkpoints (0: none)")
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
     d_steps: int = Field(1, ge=1, le=100, description="discriminator updates per generator step (DP runs: several, each a private step)")
+    mode_seeking: float = Field(0.0, ge=0, le=100, description="weight of MSGAN's mode-seeking term in the generator's loss: keeps a conditional generator from ignoring its noise (0: off)")
     dp_epsilon: float | None = Field(None, gt=0, le=1000, description="train the discriminator with DP-SGD to spend this ε by the last step (default: no DP; turns the probe off)")
     dp_delta: float | None = Field(None, gt=0, lt=1, description="δ of the DP guarantee (default: 1 / (10 x train images), below 1/n)")
 
@@ -71,7 +72,7 @@ class TrainParams(BaseModel):
                            ema_beta=self.ema_beta, augment=self.augment, seed=self.seed, log_every=log_every,
                            checkpoint_every=self.checkpoint_every, probe_every=0 if self.dp_epsilon else self.probe_every,
                            patience=0 if self.dp_epsilon else self.patience, dp_epsilon=self.dp_epsilon or 0.0,
-                           dp_delta=self.dp_delta or 0.0, d_steps=self.d_steps)
+                           dp_delta=self.dp_delta or 0.0, d_steps=self.d_steps, mode_seeking=self.mode_seeking)
 
 
 class MLPParams(TrainParams):

@@ -19,18 +19,17 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from gan import checkpoint
 from gan.augment import augment, parse
 from gan.config import LEGACY
+from gan.losses import LOSSES, d_loss, g_loss, mode_seeking, paired
 from gan.models import ModelConfig, build
 from gan.private import Privacy, poisson_rows, private_discriminator, spent
 from gan.sampling import preview
 from gan.schedule import SCHEDULES, lr_at
 
-LOSSES = ("bce", "hinge")
 LR_SCHEDULES = SCHEDULES
 
 
@@ -51,6 +50,7 @@ class TrainConfig:
     probe_every: int = 0           # steps between quality probes (0: none); the best EMA wins
     patience: int = 0              # probes without improvement before stopping early (0: never)
     d_steps: int = 1               # discriminator updates per generator step (DP runs want several)
+    mode_seeking: float = 0.0      # weight of MSGAN's mode-seeking term in G's loss (0: off)
     dp_epsilon: float = 0.0        # > 0: train D with DP-SGD to spend this ε by the last step
     dp_delta: float = 0.0          # δ of the guarantee (0: 1 / (10 · train images))
     dp_max_grad_norm: float = 1.0  # per-sample gradient clipping bound of DP-SGD
@@ -86,6 +86,8 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"TrainConfig.{field} must be a positive integer, got {getattr(cfg, field)}")
     if not cfg.lr > 0:
         raise ValueError(f"TrainConfig.lr must be positive, got {cfg.lr}")
+    if not cfg.mode_seeking >= 0:
+        raise ValueError(f"TrainConfig.mode_seeking must be >= 0, got {cfg.mode_seeking}")
     if not 0 <= cfg.ema_beta < 1:
         raise ValueError(f"TrainConfig.ema_beta must be in [0, 1), got {cfg.ema_beta}")
     if cfg.loss not in LOSSES:
@@ -101,20 +103,6 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.dp_epsilon and cfg.probe_every:
         raise ValueError("TrainConfig.probe_every must be 0 with dp_epsilon: the probe selects on real train "
                          "images, outside the privacy guarantee")
-
-
-def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, reduce=torch.mean) -> torch.Tensor:
-    """``reduce``: mean over each side, or ``torch.sum`` for DP-SGD's per-row gradients."""
-    if kind == "hinge":
-        return reduce(F.relu(1 - real)) + reduce(F.relu(1 + fake))
-    # BCE with logits against 1 and 0, as softplus: the same values, fewer temporaries
-    return reduce(F.softplus(-real)) + reduce(F.softplus(fake))
-
-
-def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
-    if kind == "hinge":
-        return -fake.mean()
-    return F.softplus(-fake).mean()  # non-saturating: BCE with logits against 1
 
 
 def world() -> tuple[int, int]:
@@ -261,7 +249,7 @@ def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, devic
         run.step += 1
         _set_lr(run, cfg)
         with autocast:
-            sums += _step(run, cfg.loss, batch, model, x_all, y_all, device, cfg.d_steps)
+            sums += _step(run, cfg, batch, model, x_all, y_all, device)
         update_ema(run.ema, run.G, cfg.ema_beta, run.step)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             losses = _log(run, cfg, sums, report)
@@ -307,22 +295,24 @@ def _batch(run: _Run, batch: int, model: ModelConfig, x_all, y_all, device):
     return real, y, z, y_fake
 
 
-def _step(run: _Run, loss: str, batch: int, model: ModelConfig, x_all, y_all, device, d_steps: int = 1) -> torch.Tensor:
-    """``d_steps`` D updates and one G update; returns (loss_d, loss_g, D(real), D(fake)) of the
-    last D update and the G update, as a device tensor. The G update reuses the last D update's
-    fakes and labels."""
-    for _ in range(d_steps - 1):
-        _d_update(run, loss, *_batch(run, batch, model, x_all, y_all, device))
+def _step(run: _Run, cfg: TrainConfig, batch: int, model: ModelConfig, x_all, y_all, device) -> torch.Tensor:
+    """``cfg.d_steps`` D updates and one G update; returns (loss_d, loss_g, D(real), D(fake)) of
+    the last D update and the G update, as a device tensor. The G update reuses the last D
+    update's fakes and labels (``paired`` ones with ``mode_seeking``)."""
+    for _ in range(cfg.d_steps - 1):
+        _d_update(run, cfg.loss, *_batch(run, batch, model, x_all, y_all, device))
     real, y, z, y_fake = _batch(run, batch, model, x_all, y_all, device)
-    loss_d, out_real, out_fake, fake = _d_update(run, loss, real, y, z, y_fake)
+    if cfg.mode_seeking:
+        y_fake = paired(y_fake)
+    loss_d, out_real, out_fake, fake = _d_update(run, cfg.loss, real, y, z, y_fake)
 
     # generator: make the updated D call the same fakes real; D frozen, so no D weight gradients
     run.D.requires_grad_(False)
     if run.privacy is not None:
         run.D.disable_hooks()  # no per-sample gradients of D in the G step
-    loss_g = g_loss(loss, run.D(augment(fake, run.augment, run.rng), y_fake).float())
+    loss_g = g_loss(cfg.loss, run.D(augment(fake, run.augment, run.rng), y_fake).float())  # reported
     run.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    (loss_g + cfg.mode_seeking * mode_seeking(fake.float(), z) if cfg.mode_seeking else loss_g).backward()
     run.D.requires_grad_(True)
     if run.privacy is not None:
         run.D.enable_hooks()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gan import checkpoint
+from gan.losses import mode_seeking, paired
 from gan.models import ModelConfig, build
 from gan.sampling import balanced_labels, grid, sample, sample_seeds
 from gan.train import TrainConfig, train
@@ -43,7 +44,7 @@ def test_unknown_model_lists_choices():
         build(ModelConfig(kind="dcgn"))
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0)])
+@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0), ("mode_seeking", -1.0)])
 def test_bad_train_config_names_the_field(field, value):
     x, y = toy_data()
     cfg = TrainConfig(**{**TINY.to_dict(), field: value})
@@ -263,3 +264,35 @@ def test_sampling_leaves_a_generator_that_returns_its_weights_untouched():
     G = Constant(ModelConfig(kind="constant", height=8, width=8))
     assert (sample_seeds(G, np.arange(3)) == 255).all()
     assert torch.equal(G.image.detach(), torch.full((1, 8, 8), 1.7))
+
+
+def test_mode_seeking_pairs_labels_and_pushes_the_noise_apart():
+    assert paired(torch.tensor([3, 1, 4, 1, 5])).tolist() == [3, 1, 3, 1, 5]
+    assert paired(None) is None
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    same = torch.zeros(8, 1, 2, 2)
+    assert mode_seeking(same, z) == pytest.approx(1e5)  # G ignores its noise: the largest penalty
+    apart = z[:, :1, None, None].expand(8, 1, 2, 2)    # images as far apart as their noise
+    expected = 1 / (((z[:4, 0] - z[4:, 0]).abs() / (z[:4] - z[4:]).abs().mean(1)).mean() + 1e-5)
+    assert mode_seeking(apart, z) == pytest.approx(float(expected), rel=1e-5)
+    # one gradient step on the term alone spreads a generator's images over the noise
+    model = ModelConfig(kind="dcgan", height=8, width=8, num_classes=3, hidden=16)
+    G, _ = build(model)
+    z = torch.randn(16, model.z_dim, generator=torch.Generator().manual_seed(1))
+    y = paired(torch.arange(16) % 3)
+    before = mode_seeking(G(z, y), z)
+    before.backward()
+    with torch.no_grad():
+        for p in G.parameters():
+            p -= 0.05 * p.grad / (p.grad.norm() + 1e-12)
+    assert mode_seeking(G(z, y), z) < before
+
+
+def test_mode_seeking_trains_and_is_reproducible():
+    x, y = toy_data()
+    cfg = TrainConfig(**{**TINY.to_dict(), "mode_seeking": 1.0})
+    model = ModelConfig(kind="dcgan", height=8, width=8, num_classes=3, hidden=16)
+    a, b, plain = train(cfg, model, x, y), train(cfg, model, x, y), train(TINY, model, x, y)
+    for key, value in a.ema.state_dict().items():
+        assert torch.equal(value, b.ema.state_dict()[key]), key
+    assert not torch.equal(a.generator.fc[0].weight, plain.generator.fc[0].weight)
