@@ -18,6 +18,8 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
     stages: int = 0         # dcgan: up-/down-sampling stages (0: follow the resolution, see gan.dcgan)
     noise: str = "splitmix64"  # how a seed becomes noise: a key of gan.sampling.NOISE
+    d_convs: int = 2        # dcgan: D's convolutions per stage (1: the stride-2 one; 2: and a 3x3 after it)
+    minibatch_std: bool = True  # dcgan: D sees the spread of each group of 4 images (not under DP)
 
     @property
     def pixels(self) -> int:
@@ -39,5 +41,5 @@ class ModelConfig:
 
 
 # what configs stored before these fields existed meant: two DCGAN stages at any size, one
-# torch.Generator per seed
-LEGACY = {"stages": 2, "noise": "torch-generator"}
+# torch.Generator per seed, one convolution per D stage, no minibatch standard deviation
+LEGACY = {"stages": 2, "noise": "torch-generator", "d_convs": 1, "minibatch_std": False}

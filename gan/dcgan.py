@@ -6,7 +6,10 @@ Widths halve at each stage and end at ``hidden / 4`` channels at full resolution
 width is ``hidden · 2^(stages-2)`` (capped at 8 · hidden): at 28x28 this is the CPU-sized model
 (G about 3.5 M multiply-adds per image, D about 1.7 M); at 64x64 G costs about 28 M and D 18 M;
 at 128x128 the base is 256 channels wide, a GPU's model. D mirrors G with stride-2
-convolutions. Conditioning: a label embedding concatenated to the noise in G, and a projection
+convolutions, each followed by ``d_convs - 1`` 3x3 ones at the same grid (default 2 in all: with
+one, D told colour MNIST's digits apart too weakly and G collapsed per class). With
+``minibatch_std`` D also sees, beside its last features, their standard deviation over each group
+of 4 images (Karras et al. 2018): a batch of fakes that all look alike is told from real ones. Conditioning: a label embedding concatenated to the noise in G, and a projection
 discriminator (Miyato & Koyama 2018) in D: logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩. Any size and
 aspect works: G crops its output, D pads its input to the stages' multiple.
 """
@@ -21,6 +24,7 @@ from torch import nn
 from gan.config import ModelConfig
 
 BASE_MAX = 8  # the largest base grid side
+GROUP = 4     # images per minibatch-std group
 
 
 def stages_for(height: int, width: int) -> int:
@@ -80,14 +84,29 @@ class DCDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         for a, b in zip([cfg.channels] + ws, ws):
             layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers, nn.Flatten())    # (B, ws[-1] · h0 · w0)
-        width = ws[-1] * h0 * w0
+            for _ in range(cfg.d_convs - 1):           # depth at the same grid: shapes under any colours
+                layers += [nn.Conv2d(b, b, 3, padding=1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)          # (B, ws[-1], h0, w0)
+        self.batch_statistics = cfg.minibatch_std        # train: reals and fakes in separate calls
+        width = (ws[-1] + cfg.minibatch_std) * h0 * w0
         self.out = nn.Linear(width, 1)
         self.embed = nn.Embedding(cfg.num_classes, width) if cfg.conditional else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         f = self.features(nn.functional.pad(x, self.pad))
+        if self.batch_statistics:
+            f = torch.cat([f, group_std(f)], 1)
+        f = f.flatten(1)
         logit = self.out(f).squeeze(1)
         if self.embed is not None:
             logit = logit + (self.embed(labels) * f).sum(1)
         return logit
+
+
+def group_std(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) → (B, 1, H, W): the standard deviation of each feature over a group of
+    gcd(4, B) consecutive images, averaged over the features, given to every image of the group."""
+    n = len(f)
+    g = math.gcd(GROUP, n)
+    std = f.float().view(n // g, g, *f.shape[1:]).var(1, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
+    return std.to(f.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, *f.shape[2:])

@@ -152,8 +152,9 @@ class _Run:
         self.rng.manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
         self.privacy = None
         if cfg.dp_epsilon:  # D and its optimiser through DP-SGD
-            if self.size > 1:
-                raise ValueError("DP training runs in one process (nproc 1)")
+            if self.size > 1 or (model.kind == "dcgan" and model.minibatch_std):
+                raise ValueError("DP training runs in one process (nproc 1), with ModelConfig.minibatch_std off "
+                                 "(it mixes images: per-image clipping would not bound one image's influence)")
             self.D, self.opt_d, self.privacy = private_discriminator(
                 self.D, self.opt_d, cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm, cfg.batch_size,
                 cfg.steps * cfg.d_steps, n, self.rng)  # the accountant counts D's updates
@@ -328,9 +329,13 @@ def _step(run: _Run, cfg: TrainConfig, batch: int, model: ModelConfig, x_all, y_
 def _d_update(run: _Run, loss: str, real, y, z, y_fake):
     """One D update on a real batch and fakes of ``z``; returns (loss_d, D(real), D(fake), fakes)."""
     fake = run.G(z, y_fake)
-    # one pass over real and fake together (D has no batch statistics)
+    # one pass over real and fake together where D has no batch statistics
     seen = augment(torch.cat([real, fake.detach()]), run.augment, run.rng)  # DiffAugment, if any
-    out = run.D(seen, torch.cat([y, y_fake]) if y is not None else None).float()
+    labels = torch.cat([y, y_fake]) if y is not None else None
+    if getattr(run.D, "batch_statistics", False):  # minibatch std: no group of reals and fakes
+        out = torch.cat([run.D(seen[:len(real)], y), run.D(seen[len(real):], y_fake)]).float()
+    else:
+        out = run.D(seen, labels).float()
     out_real, out_fake = out[:len(real)], out[len(real):]
     loss_d = d_loss(loss, out_real, out_fake, torch.sum if run.privacy is not None else torch.mean)
     run.opt_d.zero_grad(set_to_none=True)

@@ -61,7 +61,10 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width: int | None) -> ModelConfig:
+def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width: int | None,
+                 private: bool = False) -> ModelConfig:
+    """The model for the snapshot; under DP (``private``) D judges each image alone: no
+    minibatch standard deviation, which mixes images and would void per-image clipping."""
     if conditional is None:
         conditional = snapshot.num_classes >= 2
     if conditional and snapshot.num_classes < 2:
@@ -70,7 +73,7 @@ def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width:
     c, h, w = snapshot.shape
     hidden = width or (64 if kind == "dcgan" else 128)
     return ModelConfig(kind=kind, channels=c, height=h, width=w, hidden=hidden,
-                       num_classes=snapshot.num_classes if conditional else 0)
+                       num_classes=snapshot.num_classes if conditional else 0, minibatch_std=not private)
 
 
 def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, nproc: int = 1) -> Path:
@@ -89,7 +92,7 @@ def train_gan(snapshot: Snapshot, name: str, cfg: TrainConfig, model_kind: str =
     on CUDA; gloo processes on CPU). A DP run (``cfg.dp_epsilon``) that would take the source's
     ε past ``epsilon_budget`` is refused before anything is written."""
     logger = run_logger()
-    model = model_config(snapshot, model_kind, conditional, width)
+    model = model_config(snapshot, model_kind, conditional, width, private=bool(cfg.dp_epsilon))
     dev = pick_device(device)
     if nproc > 1 and cfg.batch_size % nproc:
         raise ValueError(f"batch size {cfg.batch_size} must divide by the {nproc} training processes")

@@ -1,6 +1,8 @@
 """DP-SGD for the discriminator: the ε reported is opacus's accountant's, every real row's
 gradient is clipped to the bound before the noise, and the probe cannot select under DP."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from gan.models import build
 from gan.private import default_delta, make_private, noise_multiplier, spent
 from gan.train import TrainConfig, train
 
-MODEL = ModelConfig(kind="dcgan", channels=1, height=8, width=8, num_classes=3, hidden=8)
+MODEL = ModelConfig(kind="dcgan", channels=1, height=8, width=8, num_classes=3, hidden=8, minibatch_std=False)
 
 
 def data(n=300):
@@ -71,6 +73,12 @@ def test_the_probe_cannot_select_under_dp():
     images, labels = data()
     with pytest.raises(ValueError, match="probe_every must be 0 with dp_epsilon"):
         train(TrainConfig(steps=5, dp_epsilon=1.0, probe_every=1), MODEL, images, labels, probe=lambda g: 0.0)
+
+
+def test_dp_refuses_a_discriminator_that_mixes_images():
+    images, labels = data()
+    with pytest.raises(ValueError, match="minibatch_std off"):
+        train(TrainConfig(steps=5, dp_epsilon=1.0), dataclasses.replace(MODEL, minibatch_std=True), images, labels)
 
 
 def test_fakes_are_conditioned_on_uniform_labels_under_dp():

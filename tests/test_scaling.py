@@ -59,10 +59,17 @@ def test_dcgan_of_any_size_builds_trains_and_samples(shape, classes):
 
 
 def test_28_px_dcgan_is_the_model_it_was():
-    """Up to 32 px the stages are the two of the CPU-sized model: same layers, same weights."""
+    """Up to 32 px the stages are the two of the CPU-sized model; D adds a 3x3 convolution per
+    stage unless a stored config says one (``d_convs`` 1, what configs before it meant)."""
     G, D = build(ModelConfig(kind="dcgan", channels=1, height=28, width=28, num_classes=10, hidden=64), seed=0)
     assert [tuple(p.shape) for p in G.net.parameters() if p.dim() == 4] == [(64, 32, 4, 4), (32, 16, 4, 4), (1, 16, 3, 3)]
-    assert [tuple(p.shape) for p in D.features.parameters() if p.dim() == 4] == [(32, 1, 4, 4), (64, 32, 4, 4)]
+    assert [tuple(p.shape) for p in D.features.parameters() if p.dim() == 4] == [
+        (32, 1, 4, 4), (32, 32, 3, 3), (64, 32, 4, 4), (64, 64, 3, 3)]
+    stored = {k: v for k, v in G.cfg.to_dict().items() if k != "d_convs"}
+    G1, D1 = build(ModelConfig.from_dict(stored), seed=0)
+    assert [tuple(p.shape) for p in D1.features.parameters() if p.dim() == 4] == [(32, 1, 4, 4), (64, 32, 4, 4)]
+    for key, value in G.state_dict().items():
+        assert torch.equal(value, G1.state_dict()[key]), key  # G: same layers, same weights
 
 
 def test_extractor_grows_with_the_image():
@@ -131,3 +138,18 @@ def test_virtual_dataset_published_before_the_noise_schemes_pulls_bit_exact(kind
             generators.materialise({**manifest, "noise": "splitmix64"})
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_minibatch_std_groups_four_images_and_no_more():
+    """D's answer for an image depends on the 3 others of its group of 4, not on other groups;
+    without ``minibatch_std`` on no other image at all."""
+    for std in (True, False):
+        _, D = build(ModelConfig(kind="dcgan", channels=3, height=32, width=32, num_classes=10, hidden=16,
+                                 minibatch_std=std), seed=0)
+        x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        y = torch.arange(8) % 10
+        before = D(x, y)
+        x[5] = 1 - x[5]  # change image 5 (group 4..7)
+        after = D(x, y)
+        assert torch.equal(before[:4], after[:4])            # the first group: untouched
+        assert torch.equal(before[[4, 6, 7]], after[[4, 6, 7]]) != std  # its group: moved with it
