@@ -96,11 +96,12 @@ class DCGANParams(TrainParams):
     model_config = ConfigDict(title="dcgan (conditional conv GAN)", extra="forbid")
     model: Literal["dcgan"] = Field("dcgan", description="the conditional conv GAN")
     channels: int = Field(64, ge=4, le=4096, description="dcgan: channels at the smallest resolution (halved at each up-sampling stage)")
-    steps: Steps = 20_000
+    steps: Steps = 8_000
     batch_size: BatchSize = 64
     lr: LearningRate = 8e-4
     lr_schedule: Schedule = "cosine"
     probe_every: ProbeEvery = 1_000
+    mode_seeking: float = Field(0.1, ge=0, le=100, description=TrainParams.model_fields["mode_seeking"].description)
 
     @property
     def width(self) -> int:
