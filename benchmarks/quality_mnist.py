@@ -49,6 +49,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     batch, lr, width, schedule = RUNS[kind]
     batch, lr, width = int(v.pop("batch", batch)), float(v.pop("lr", lr)), int(v.pop("width", width))
     v.setdefault("lr_schedule", schedule)
+    if kind == "dcgan":
+        v.setdefault("mode_seeking", DCGANParams().mode_seeking)
     xt, yt, _, _ = real_split(data)
     steps = images_budget // batch
     model_keys = {f.name for f in fields(ModelConfig)}
@@ -70,6 +72,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "recall": m["recall"], "images_seen": res.steps * batch, "best_step": res.best_step,
            "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "lr_schedule": cfg.lr_schedule, "loss": cfg.loss,
            "ema_beta": cfg.ema_beta, "augment": cfg.augment, "spectral_norm": model.spectral_norm,
+           "mode_seeking": cfg.mode_seeking, "d_convs": model.d_convs, "minibatch_std": model.minibatch_std,
            "train_minutes": round(minutes, 2), "device": device}
     return row, ev
 

@@ -4,14 +4,14 @@ G starts from a base grid of at most 8x8 (7x7 at 28 px) and doubles it in each o
 transposed-convolution stages: 2 up to 32 px, 3 at 64, 4 at 128, 5 at 256 (``stages_for``).
 Widths halve at each stage and end at ``hidden / 4`` channels at full resolution, so the base
 width is ``hidden · 2^(stages-2)`` (capped at 8 · hidden): at 28x28 this is the CPU-sized model
-(G about 3.5 M multiply-adds per image, D about 1.7 M); at 64x64 G costs about 28 M and D 18 M;
+(G about 3.5 M multiply-adds per image, D about 5.3 M); at 64x64 G costs about 28 M and D 47 M;
 at 128x128 the base is 256 channels wide, a GPU's model. D mirrors G with stride-2
-convolutions, each followed by ``d_convs - 1`` 3x3 ones at the same grid (default 2 in all: with
-one, D told colour MNIST's digits apart too weakly and G collapsed per class). With
-``minibatch_std`` D also sees, beside its last features, their standard deviation over each group
-of 4 images (Karras et al. 2018): a batch of fakes that all look alike is told from real ones. Conditioning: a label embedding concatenated to the noise in G, and a projection
-discriminator (Miyato & Koyama 2018) in D: logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩. Any size and
-aspect works: G crops its output, D pads its input to the stages' multiple.
+convolutions, each followed by ``d_convs - 1`` 3x3 ones at the same grid (``d_convs`` 2 by
+default: with one, D told colour MNIST's digits apart too weakly). With ``minibatch_std`` D also
+sees, beside its last features, their standard deviation over each group of 4 images (Karras
+et al. 2018): a batch of fakes that all look alike is told from real ones. Conditioning: a
+label embedding concatenated to the noise in G, and a projection discriminator (Miyato & Koyama
+2018) in D: logit = ψ(φ(x)) + ⟨embed(y), φ(x)⟩. Any size and aspect works: G crops its output, D pads its input to the stages' multiple.
 """
 
 from __future__ import annotations
