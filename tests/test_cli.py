@@ -99,8 +99,8 @@ def test_every_parameter_has_its_flag():
     assert len(fields) > 20
     model_line = next(x for x in lines if x.strip().startswith("--model "))
     assert "mlp (the seed GAN)" in model_line and "dcgan (conditional conv GAN)" in model_line
-    steps_line = next(x for x in lines if x.strip().startswith("--steps "))
-    assert "(default: 8000 (mlp) / 20000 (dcgan))" in steps_line
+    lr_line = next(x for x in lines if x.strip().startswith("--lr "))
+    assert "(default: 0.0002 (mlp) / 0.0008 (dcgan))" in lr_line
     for section, field, info in fields:
         flag = flags.flag_names(section, field)[-1]
         line = next(x for x in lines if x.strip().startswith((flag + " ", flag + ",")) or f", {flag} " in x)
@@ -108,6 +108,6 @@ def test_every_parameter_has_its_flag():
         assert "default" in line or info.default is None, (flag, line)
     args = parser.parse_args(["--model", "dcgan", "--eval-samples", "500", "-n", "7"])
     p = VirtualizeParams(**flags.values(args, VirtualizeParams))
-    assert (p.train.steps, p.train.batch_size, p.train.probe_every) == (20_000, 64, 1_000)  # dcgan's own
+    assert (p.train.batch_size, p.train.probe_every, p.train.mode_seeking) == (64, 1_000, 0.1)  # dcgan's own
     assert (p.evaluation.num_samples, p.publication.n, p.holdout) == (500, 7, 0.2)
     assert p == VirtualizeParams(train={"model": "dcgan"}, evaluation={"num_samples": 500}, publication={"n": 7})

@@ -11,8 +11,8 @@ def test_each_model_brings_its_own_defaults():
     assert VirtualizeParams().train == MLPParams()
     dcgan = VirtualizeParams(train={"model": "dcgan"}).train
     assert isinstance(dcgan, DCGANParams)
-    assert (dcgan.steps, dcgan.batch_size, dcgan.lr, dcgan.lr_schedule, dcgan.probe_every, dcgan.width) == (
-        20_000, 64, 8e-4, "cosine", 1_000, 64)
+    assert (dcgan.steps, dcgan.batch_size, dcgan.lr, dcgan.lr_schedule, dcgan.probe_every, dcgan.width,
+            dcgan.mode_seeking) == (8_000, 64, 8e-4, "cosine", 1_000, 64, 0.1)
     mlp = VirtualizeParams(train={"steps": 5}).train  # no model named: the default one
     assert isinstance(mlp, MLPParams) and (mlp.steps, mlp.lr, mlp.lr_schedule) == (5, 2e-4, "constant")
 
