@@ -94,7 +94,8 @@ def run_flow(folder: Path, home: Path, extra: list[str]) -> dict:
         result = collect(home)
     except LookupError:
         raise RuntimeError(f"ganvirt run failed ({proc.returncode}) before scoring:\n{proc.stderr[-3000:]}") from None
-    verdict = proc.stderr.strip().splitlines()[-1] if proc.returncode else "published"
+    said = [line for line in proc.stderr.splitlines() if line.startswith("ganvirt: ")]  # not Prefect's log
+    verdict = (said or proc.stderr.strip().splitlines() or ["?"])[-1] if proc.returncode else "published"
     return {"exit": proc.returncode, "verdict": verdict, "wall_minutes": round(wall / 60, 2), **result}
 
 
