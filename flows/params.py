@@ -45,7 +45,7 @@ class TrainParams(BaseModel):
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
     d_steps: int = Field(1, ge=1, le=100, description="discriminator updates per generator step (DP runs: several, each a private step)")
     mode_seeking: float = Field(0.0, ge=0, le=100, description="weight of MSGAN's mode-seeking term in the generator's loss: keeps a conditional generator from ignoring its noise (0: off)")
-    dp_epsilon: float | None = Field(None, gt=0, le=1000, description="train the discriminator with DP-SGD to spend this ε by the last step (default: no DP; turns the probe off)")
+    dp_epsilon: float | None = Field(None, gt=0, le=1000, description="train the discriminator with DP-SGD to spend this ε by the last step (default: no DP; turns the probe off; the dcgan's fields not given then take its DP recipe: batch 512, 3 D steps, width 32, 1,000 steps, EMA 0.99, mode seeking 0.15)")
     dp_delta: float | None = Field(None, gt=0, lt=1, description="δ of the DP guarantee (default: 1 / (10 x train images), below 1/n)")
 
     @field_validator("augment", mode="before")
@@ -103,9 +103,27 @@ class DCGANParams(TrainParams):
     probe_every: ProbeEvery = 1_000
     mode_seeking: float = Field(0.1, ge=0, le=100, description=TrainParams.model_fields["mode_seeking"].description)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dp_recipe(cls, data):
+        """With ``dp_epsilon``, the fields not given take ``DP_RECIPE``."""
+        if isinstance(data, dict) and data.get("dp_epsilon"):
+            return {**DP_RECIPE, **data}
+        return data
+
     @property
     def width(self) -> int:
         return self.channels
+
+
+# The DCGAN's settings under DP-SGD, for the fields a DP run does not set (measured on the MNIST
+# split: README, "Formal privacy"). The noise of a private step is spread over its batch, so a
+# large batch (512, q = 0.064 on 8,000 images) gives far less noise per image than 64 at the same
+# ε; a narrower network (32: D about 26k parameters with one convolution per stage) gets less
+# noise in all; three private D steps per G step keep the noisy D from falling behind G; a
+# stronger mode-seeking term keeps G from collapsing onto what the noisy D lets through; and
+# the EMA follows the few (large) steps more closely.
+DP_RECIPE = {"batch_size": 512, "d_steps": 3, "channels": 32, "steps": 1_000, "checkpoint_every": 200, "ema_beta": 0.99, "mode_seeking": 0.15}
 
 
 MODELS: dict[str, type[TrainParams]] = {"mlp": MLPParams, "dcgan": DCGANParams}

@@ -154,6 +154,7 @@ def sample_noise(G: nn.Module, z: torch.Tensor, labels: np.ndarray | None = None
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64).copy()) if labels is not None else None
     if out is None:
         out = np.empty((len(z), cfg.channels, cfg.height, cfg.width), dtype=np.uint8)
+    pixels = torch.empty(chunk, cfg.channels, cfg.height, cfg.width, device=device)  # reused: no allocation per chunk
     for start in range(0, len(z), chunk):
         stop = min(start + chunk, len(z))
         zc = torch.zeros(chunk, cfg.z_dim, device=device)
@@ -163,11 +164,11 @@ def sample_noise(G: nn.Module, z: torch.Tensor, labels: np.ndarray | None = None
             yc = torch.zeros(chunk, dtype=torch.long)
             yc[: stop - start] = y[start:stop]
             yc = yc.to(device)
-        x = G(zc, yc)[: stop - start]
-        # to uint8 as ``to_uint8`` does (the clamp copies: G's output may be a view of its
-        # weights), then cast into the output (numpy's cast of whole numbers in 0..255: exact,
-        # and 2.4x torch's copy_ on this CPU)
-        np.copyto(out[start:stop], x.float().clamp(0, 1).mul_(255).round_().cpu().numpy(), casting="unsafe")
+        x = torch.mul(G(zc, yc).float(), 255, out=pixels)[: stop - start]
+        # to uint8 as ``to_uint8`` does (clamping x·255 to [0, 255] equals clamping x to [0, 1]
+        # first: the same pixels, one pass less), then cast into the output (numpy's cast of
+        # whole numbers in 0..255: exact, and 2.4x torch's copy_ on this CPU)
+        np.copyto(out[start:stop], x.clamp_(0, 255).round_().cpu().numpy(), casting="unsafe")
     G.train(was_training)
     return out
 

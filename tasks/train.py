@@ -63,8 +63,9 @@ def pick_device(device: str) -> torch.device:
 
 def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width: int | None,
                  private: bool = False) -> ModelConfig:
-    """The model for the snapshot; under DP (``private``) D judges each image alone: no
-    minibatch standard deviation, which mixes images and would void per-image clipping."""
+    """The model for the snapshot. Under DP (``private``) D judges each image alone (no
+    minibatch standard deviation, which mixes images and would void per-image clipping) and
+    has one convolution per stage: DP-SGD's noise grows with D's parameters, not its signal."""
     if conditional is None:
         conditional = snapshot.num_classes >= 2
     if conditional and snapshot.num_classes < 2:
@@ -73,7 +74,8 @@ def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width:
     c, h, w = snapshot.shape
     hidden = width or (64 if kind == "dcgan" else 128)
     return ModelConfig(kind=kind, channels=c, height=h, width=w, hidden=hidden,
-                       num_classes=snapshot.num_classes if conditional else 0, minibatch_std=not private)
+                       num_classes=snapshot.num_classes if conditional else 0, minibatch_std=not private,
+                       d_convs=1 if private else ModelConfig.d_convs)
 
 
 def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, nproc: int = 1) -> Path:

@@ -37,3 +37,23 @@ def test_the_default_model_follows_the_source():
     assert VirtualizeParams(source="photos/", train={"steps": 5}).train.steps == 5
     assert VirtualizeParams(source="photos/", train={"steps": 5}).train.model == "dcgan"
     assert VirtualizeParams(source="photos/", train={"model": "mlp"}).train.model == "mlp"
+
+
+def test_a_dp_run_takes_the_dcgans_dp_recipe_where_it_sets_nothing():
+    """DP-SGD wants other settings (large batches, several private D steps, a smaller model):
+    with ``dp_epsilon`` the DCGAN's unset fields take ``DP_RECIPE``; given ones win; the MLP
+    and a run without DP keep their defaults; the model under DP has one conv per D stage."""
+    from flows.params import DP_RECIPE
+    from snapshots.store import Snapshot
+    from tasks.train import model_config
+
+    private = VirtualizeParams(source="photos/", train={"dp_epsilon": 10}).train
+    assert {k: getattr(private, k) for k in DP_RECIPE} == DP_RECIPE and private.width == DP_RECIPE["channels"]
+    mine = DCGANParams(dp_epsilon=10, batch_size=64, steps=7)
+    assert (mine.batch_size, mine.steps, mine.d_steps) == (64, 7, DP_RECIPE["d_steps"])
+    assert DCGANParams() == DCGANParams(dp_epsilon=None) and DCGANParams().batch_size == 64
+    assert MLPParams(dp_epsilon=10).batch_size == MLPParams().batch_size
+    snapshot = Snapshot("s", "f", "mnist", (1, 28, 28), 10_000, 10, 8_000, 2_000)
+    assert (model_config(snapshot, "dcgan", None, 32, private=True).d_convs,
+            model_config(snapshot, "dcgan", None, 32, private=True).minibatch_std) == (1, False)
+    assert (model_config(snapshot, "dcgan", None, 64).d_convs, model_config(snapshot, "dcgan", None, 64).minibatch_std) == (2, True)
