@@ -5,8 +5,12 @@ the same number of images seen, keep the best EMA generator by the FID-like prob
 train images), and are scored by the same pinned extractor on 10,000 samples. Prints a JSON
 table (tstr, trtr, fid_like, floor, precision, recall, images seen, minutes); with --figure,
 writes a per-class sample grid of the DCGAN's EMA generator. Same seed → same numbers on CPU.
+With ``--variant dp_epsilon=E`` the DCGAN trains its discriminator with DP-SGD, with the DP
+recipe of ``ganvirt run --dp-epsilon`` (``flows.params.DP_RECIPE``; one conv per D stage, no
+minibatch std) and no probe: the last EMA generator is scored, as the flow registers it.
 
     .venv/bin/python -m benchmarks.quality_mnist [--images N] [--figure docs/mnist-dcgan.png] [--device cuda]
+    .venv/bin/python -m benchmarks.quality_mnist --models dcgan --variant dp_epsilon=10
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flows.params import DCGANParams
+from flows.params import DP_RECIPE, DCGANParams
 from gan.evaluate import EvalConfig, fit_extractor, make_probe, real_split, score
 from gan.models import ModelConfig
 from gan.train import TrainConfig, train
@@ -46,6 +50,11 @@ def _typed(key: str, text: str):
 def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed: int,
         device: str = "cpu", variant: dict | None = None) -> tuple[dict, object]:
     v = dict(variant or {})
+    private = float(v.get("dp_epsilon", 0)) > 0
+    if kind == "dcgan" and private:  # the DP recipe, as `ganvirt run --dp-epsilon` applies it
+        recipe = {("width" if k == "channels" else "batch" if k == "batch_size" else k): str(x) for k, x in DP_RECIPE.items()
+                  if k not in ("steps", "checkpoint_every")}
+        v = {**recipe, "d_convs": "1", "minibatch_std": "0", **v}
     batch, lr, width, schedule = RUNS[kind]
     batch, lr, width = int(v.pop("batch", batch)), float(v.pop("lr", lr)), int(v.pop("width", width))
     v.setdefault("lr_schedule", schedule)
@@ -56,13 +65,14 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     model_keys = {f.name for f in fields(ModelConfig)}
     extra = {k: _typed(k, x) for k, x in v.items() if k not in model_keys}  # loss=hinge, ema_beta=…
     cfg = TrainConfig(batch_size=batch, steps=steps, lr=lr, seed=seed, grid_every=0,
-                      probe_every=max(100, steps // 15 // 100 * 100), log_every=100, checkpoint_every=0, **extra)
+                      probe_every=0 if private else max(100, steps // 15 // 100 * 100), log_every=100,
+                      checkpoint_every=0, **extra)  # DP: no selection on real train images
     c, h, w = data["images"].shape[1:]
     model = ModelConfig(kind=kind, channels=c, height=h, width=w, num_classes=10, hidden=width,
                         **{k: _typed(k, x) for k, x in v.items() if k in model_keys})  # spectral_norm=1
     t0 = time.perf_counter()
     res = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt), device=device,
-                probe=make_probe(extractor, xt, yt, seed=seed))
+                probe=None if private else make_probe(extractor, xt, yt, seed=seed))
     minutes = (time.perf_counter() - t0) / 60
     ev = score(res.ema, data, extractor, EvalConfig())
     m = ev.metrics
@@ -73,7 +83,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "lr_schedule": cfg.lr_schedule, "loss": cfg.loss,
            "ema_beta": cfg.ema_beta, "augment": cfg.augment, "spectral_norm": model.spectral_norm,
            "mode_seeking": cfg.mode_seeking, "d_convs": model.d_convs, "minibatch_std": model.minibatch_std,
-           "train_minutes": round(minutes, 2), "device": device}
+           "train_minutes": round(minutes, 2), "device": device, "d_steps": cfg.d_steps,
+           "privacy": res.privacy.to_dict() if res.privacy else None, "mia_auc": m.get("mia_auc")}
     return row, ev
 
 

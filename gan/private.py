@@ -13,6 +13,7 @@ generator's conditioning does not reveal the class counts.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -68,6 +69,10 @@ def make_private(D: nn.Module, optimizer: torch.optim.Optimizer, noise: float, m
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
+    # opacus's per-sample hooks fire on D's first layer, whose input (an image) needs no
+    # gradient: torch warns about it at every DP run, and it is expected
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with "
+                            "respect to module outputs since no inputs require gradients", category=UserWarning)
     module = GradSampleModule(D, loss_reduction="sum")
     return module, DPOptimizer(optimizer, noise_multiplier=noise, max_grad_norm=max_grad_norm,
                                expected_batch_size=batch, loss_reduction="sum", generator=generator)
