@@ -27,6 +27,7 @@ import torch
 from flows.params import DP_RECIPE, DCGANParams
 from gan.evaluate import EvalConfig, fit_extractor, make_probe, real_split, score
 from gan.models import ModelConfig
+from gan.private import private_model
 from gan.train import TrainConfig, train
 from snapshots import sources
 from snapshots import store as snapshots
@@ -54,7 +55,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     if kind == "dcgan" and private:  # the DP recipe, as `ganvirt run --dp-epsilon` applies it
         recipe = {("width" if k == "channels" else "batch" if k == "batch_size" else k): str(x) for k, x in DP_RECIPE.items()
                   if k not in ("steps", "checkpoint_every")}
-        v = {**recipe, "d_convs": "1", "minibatch_std": "0", **v}
+        v = {**recipe, **v}
     batch, lr, width, schedule = RUNS[kind]
     batch, lr, width = int(v.pop("batch", batch)), float(v.pop("lr", lr)), int(v.pop("width", width))
     v.setdefault("lr_schedule", schedule)
@@ -70,6 +71,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     c, h, w = data["images"].shape[1:]
     model = ModelConfig(kind=kind, channels=c, height=h, width=w, num_classes=10, hidden=width,
                         **{k: _typed(k, x) for k, x in v.items() if k in model_keys})  # spectral_norm=1
+    if private:
+        model = private_model(model)
     t0 = time.perf_counter()
     res = train(cfg, model, torch.from_numpy(xt), torch.from_numpy(yt), device=device,
                 probe=None if private else make_probe(extractor, xt, yt, seed=seed))

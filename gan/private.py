@@ -14,7 +14,7 @@ generator's conditioning does not reveal the class counts.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -35,6 +35,13 @@ class Privacy:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def private_model(model):
+    """``model`` (a ``ModelConfig``) as DP trains it: D judges each image alone (no minibatch
+    std, which mixes images and would void per-image clipping) with one convolution per stage
+    (DP-SGD's noise grows with D's parameters, not its signal)."""
+    return replace(model, minibatch_std=False, d_convs=1)
 
 
 def default_delta(n: int) -> float:

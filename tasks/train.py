@@ -28,7 +28,7 @@ from gan import checkpoint
 from gan import launch as launcher
 from gan.evaluate import EvalConfig, make_probe, real_split
 from gan.models import ModelConfig
-from gan.private import Privacy
+from gan.private import Privacy, private_model
 from gan.train import Diverged, TrainConfig, train
 from tasks import privacy
 from tasks.features import extractor_folder, extractor_for
@@ -73,9 +73,9 @@ def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width:
                          "conditional run needs labels of at least 2 classes (use --no-conditional)")
     c, h, w = snapshot.shape
     hidden = width or (64 if kind == "dcgan" else 128)
-    return ModelConfig(kind=kind, channels=c, height=h, width=w, hidden=hidden,
-                       num_classes=snapshot.num_classes if conditional else 0, minibatch_std=not private,
-                       d_convs=1 if private else ModelConfig.d_convs)
+    model = ModelConfig(kind=kind, channels=c, height=h, width=w, hidden=hidden,
+                        num_classes=snapshot.num_classes if conditional else 0)
+    return private_model(model) if private else model
 
 
 def resume_folder(snapshot: Snapshot, cfg: TrainConfig, model: ModelConfig, nproc: int = 1) -> Path:
