@@ -40,3 +40,11 @@ def mode_seeking(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torc
     images = (fake[:half] - fake[half:2 * half]).abs().flatten(1).mean(1)
     noise = (z[:half] - z[half:2 * half]).abs().mean(1)
     return 1.0 / ((images / noise).mean() + eps)
+
+
+def r1_penalty(out_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder, Geiger & Nowozin 2018): the mean over the batch of ‖∇ₓD(x)‖² at the real
+    images ``real`` (which must require grad), kept in the graph for D's update. Weighted by γ/2
+    it keeps D flat around the data, so that G is not pushed off the modes D has learnt."""
+    grad, = torch.autograd.grad(out_real.sum(), real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()

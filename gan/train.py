@@ -24,13 +24,14 @@ from torch import nn
 from gan import checkpoint
 from gan.augment import augment, parse
 from gan.config import LEGACY
-from gan.losses import LOSSES, d_loss, g_loss, mode_seeking, paired
+from gan.losses import LOSSES, d_loss, g_loss, mode_seeking, paired, r1_penalty
 from gan.models import ModelConfig, build
 from gan.private import Privacy, poisson_rows, private_discriminator, spent
 from gan.sampling import preview
 from gan.schedule import SCHEDULES, lr_at
 
 LR_SCHEDULES = SCHEDULES
+R1_EVERY = 4  # steps between R1 penalties, each weighted by 4 (lazy regularisation, StyleGAN2)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainConfig:
     patience: int = 0              # probes without improvement before stopping early (0: never)
     d_steps: int = 1               # discriminator updates per generator step (DP runs want several)
     mode_seeking: float = 0.0      # weight of MSGAN's mode-seeking term in G's loss (0: off)
+    r1: float = 0.0                # γ of the R1 penalty on D at real images, every R1_EVERY-th step (0: off)
     dp_epsilon: float = 0.0        # > 0: train D with DP-SGD to spend this ε by the last step
     dp_delta: float = 0.0          # δ of the guarantee (0: 1 / (10 · train images))
     dp_max_grad_norm: float = 1.0  # per-sample gradient clipping bound of DP-SGD
@@ -86,8 +88,9 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"TrainConfig.{field} must be a positive integer, got {getattr(cfg, field)}")
     if not cfg.lr > 0:
         raise ValueError(f"TrainConfig.lr must be positive, got {cfg.lr}")
-    if not cfg.mode_seeking >= 0:
-        raise ValueError(f"TrainConfig.mode_seeking must be >= 0, got {cfg.mode_seeking}")
+    for field in ("mode_seeking", "r1"):
+        if not getattr(cfg, field) >= 0:
+            raise ValueError(f"TrainConfig.{field} must be >= 0, got {getattr(cfg, field)}")
     if not 0 <= cfg.ema_beta < 1:
         raise ValueError(f"TrainConfig.ema_beta must be in [0, 1), got {cfg.ema_beta}")
     if cfg.loss not in LOSSES:
@@ -100,6 +103,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.dp_epsilon < 0 or cfg.dp_delta < 0 or cfg.dp_max_grad_norm <= 0:
         raise ValueError(f"TrainConfig: dp_epsilon {cfg.dp_epsilon} and dp_delta {cfg.dp_delta} must be >= 0 and "
                          f"dp_max_grad_norm {cfg.dp_max_grad_norm} > 0")
+    if cfg.dp_epsilon and cfg.r1:
+        raise ValueError("TrainConfig.r1 must be 0 with dp_epsilon: DP-SGD's per-sample clipping does not cover a gradient penalty")
     if cfg.dp_epsilon and cfg.probe_every:
         raise ValueError("TrainConfig.probe_every must be 0 with dp_epsilon: the probe selects on real train "
                          "images, outside the privacy guarantee")
@@ -305,7 +310,8 @@ def _step(run: _Run, cfg: TrainConfig, batch: int, model: ModelConfig, x_all, y_
     real, y, z, y_fake = _batch(run, batch, model, x_all, y_all, device)
     if cfg.mode_seeking:
         y_fake = paired(y_fake)
-    loss_d, out_real, out_fake, fake = _d_update(run, cfg.loss, real, y, z, y_fake)
+    r1 = cfg.r1 * R1_EVERY if run.step % R1_EVERY == 0 else 0.0
+    loss_d, out_real, out_fake, fake = _d_update(run, cfg.loss, real, y, z, y_fake, r1)
 
     # generator: make the updated D call the same fakes real; D frozen, so no D weight gradients
     run.D.requires_grad_(False)
@@ -326,9 +332,11 @@ def _step(run: _Run, cfg: TrainConfig, batch: int, model: ModelConfig, x_all, y_
         return torch.stack([loss_d, loss_g, torch.sigmoid(out_real).mean(), torch.sigmoid(out_fake).mean()])
 
 
-def _d_update(run: _Run, loss: str, real, y, z, y_fake):
-    """One D update on a real batch and fakes of ``z``; returns (loss_d, D(real), D(fake), fakes)."""
+def _d_update(run: _Run, loss: str, real, y, z, y_fake, r1: float = 0.0):
+    """One D update on a real batch and fakes of ``z``, plus ``r1``/2 times the R1 penalty when
+    ``r1``; returns (loss_d, D(real), D(fake), fakes)."""
     fake = run.G(z, y_fake)
+    real.requires_grad_(bool(r1))  # R1 differentiates D(real) with respect to the real images
     # one pass over real and fake together where D has no batch statistics
     seen = augment(torch.cat([real, fake.detach()]), run.augment, run.rng)  # DiffAugment, if any
     labels = torch.cat([y, y_fake]) if y is not None else None
@@ -339,10 +347,10 @@ def _d_update(run: _Run, loss: str, real, y, z, y_fake):
     out_real, out_fake = out[:len(real)], out[len(real):]
     loss_d = d_loss(loss, out_real, out_fake, torch.sum if run.privacy is not None else torch.mean)
     run.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
+    (loss_d + r1 / 2 * r1_penalty(out_real, real) if r1 else loss_d).backward()
     _all_mean(p.grad for p in run.D.parameters())
     run.opt_d.step()
-    return loss_d, out_real, out_fake, fake
+    return loss_d.detach(), out_real.detach(), out_fake.detach(), fake
 
 
 def _log(run: _Run, cfg: TrainConfig, sums: torch.Tensor, report) -> dict[str, float]:

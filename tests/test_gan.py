@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gan import checkpoint
-from gan.losses import mode_seeking, paired
+from gan.losses import mode_seeking, paired, r1_penalty
 from gan.models import ModelConfig, build
 from gan.sampling import balanced_labels, grid, sample, sample_seeds
 from gan.train import TrainConfig, train
@@ -44,7 +44,7 @@ def test_unknown_model_lists_choices():
         build(ModelConfig(kind="dcgn"))
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0), ("mode_seeking", -1.0)])
+@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0), ("mode_seeking", -1.0), ("r1", -0.1)])
 def test_bad_train_config_names_the_field(field, value):
     x, y = toy_data()
     cfg = TrainConfig(**{**TINY.to_dict(), field: value})
@@ -296,3 +296,33 @@ def test_mode_seeking_trains_and_is_reproducible():
     for key, value in a.ema.state_dict().items():
         assert torch.equal(value, b.ema.state_dict()[key]), key
     assert not torch.equal(a.generator.fc[0].weight, plain.generator.fc[0].weight)
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_of_d_at_the_real_images():
+    w = torch.randn(12, generator=torch.Generator().manual_seed(0))
+    real = torch.rand(5, 3, 2, 2, requires_grad=True)
+    out = real.flatten(1) @ w + real.flatten(1).pow(2).sum(1)    # ∇ₓ = w + 2x, per image
+    expected = (w + 2 * real.detach().flatten(1)).pow(2).sum(1).mean()
+    assert float(r1_penalty(out, real)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def _d_slope(D, x, y) -> float:
+    x = x.float().div(255).requires_grad_(True)
+    return float(r1_penalty(D(x, y), x))
+
+
+def test_r1_trains_reproducibly_and_keeps_d_flat_at_the_real_images():
+    x, y = toy_data()
+    model = ModelConfig(kind="dcgan", height=8, width=8, num_classes=3, hidden=16)
+    cfg = TrainConfig(**{**TINY.to_dict(), "r1": 10.0})
+    a, b, plain = train(cfg, model, x, y), train(cfg, model, x, y), train(TINY, model, x, y)
+    for key, value in a.discriminator.state_dict().items():
+        assert torch.equal(value, b.discriminator.state_dict()[key]), key
+    assert _d_slope(a.discriminator, x, y) < 0.8 * _d_slope(plain.discriminator, x, y)  # 0.65 here
+
+
+def test_r1_is_refused_under_dp():
+    x, y = toy_data()
+    cfg = TrainConfig(**{**TINY.to_dict(), "r1": 0.1, "dp_epsilon": 10.0})
+    with pytest.raises(ValueError, match="TrainConfig.r1 must be 0 with dp_epsilon"):
+        train(cfg, ModelConfig(height=8, width=8, num_classes=3), x, y)

@@ -3,6 +3,8 @@ model brings its own defaults."""
 
 import json
 
+import pytest
+
 from flows.deployments import form_defaults
 from flows.params import DCGANParams, MLPParams, VirtualizeParams
 
@@ -12,7 +14,8 @@ def test_each_model_brings_its_own_defaults():
     dcgan = VirtualizeParams(train={"model": "dcgan"}).train
     assert isinstance(dcgan, DCGANParams)
     assert (dcgan.steps, dcgan.batch_size, dcgan.lr, dcgan.lr_schedule, dcgan.probe_every, dcgan.width,
-            dcgan.mode_seeking) == (8_000, 64, 8e-4, "cosine", 1_000, 64, 0.1)
+            dcgan.mode_seeking, dcgan.r1) == (8_000, 64, 8e-4, "cosine", 1_000, 64, 0.1, 1.0)
+    assert dcgan.config().r1 == 1.0 and MLPParams().r1 == 0.0
     mlp = VirtualizeParams(train={"steps": 5}).train  # no model named: the default one
     assert isinstance(mlp, MLPParams) and (mlp.steps, mlp.lr, mlp.lr_schedule) == (5, 2e-4, "constant")
 
@@ -53,6 +56,9 @@ def test_a_dp_run_takes_the_dcgans_dp_recipe_where_it_sets_nothing():
     assert (mine.batch_size, mine.steps, mine.d_steps) == (64, 7, DP_RECIPE["d_steps"])
     assert DCGANParams() == DCGANParams(dp_epsilon=None) and DCGANParams().batch_size == 64
     assert MLPParams(dp_epsilon=10).batch_size == MLPParams().batch_size
+    assert private.r1 == 0.0  # DP-SGD does not cover a gradient penalty: asking for both is refused
+    with pytest.raises(ValueError, match="r1: 0.1 cannot be used with dp_epsilon"):
+        DCGANParams(dp_epsilon=10, r1=0.1)
     snapshot = Snapshot("s", "f", "mnist", (1, 28, 28), 10_000, 10, 8_000, 2_000)
     assert (model_config(snapshot, "dcgan", None, 32, private=True).d_convs,
             model_config(snapshot, "dcgan", None, 32, private=True).minibatch_std) == (1, False)
