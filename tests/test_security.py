@@ -118,7 +118,7 @@ def test_credentials_never_reach_the_stores_or_the_console(tmp_path):
     home = tmp_path / "home"
     env = env_for(home) | {"GANVIRT_HTTP_TOKEN": secrets[2], "AWS_SECRET_ACCESS_KEY": secrets[3]}
     try:
-        out = subprocess.run([sys.executable, "-m", "ganvirt.cli", "run", "--source", source, "--mode-seeking", "0", "--steps", "30",
+        out = subprocess.run([sys.executable, "-m", "ganvirt.cli", "run", "--source", source, "--mode-seeking", "0", "--r1", "0", "--steps", "30",
                               "--eval-samples", "100", "--classifier-steps", "30", "-n", "50", *OPEN],
                              env=env, capture_output=True, text=True, timeout=600)
     finally:
