@@ -87,6 +87,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "lr_schedule": cfg.lr_schedule, "loss": cfg.loss,
            "ema_beta": cfg.ema_beta, "augment": cfg.augment, "spectral_norm": model.spectral_norm,
            "mode_seeking": cfg.mode_seeking, "r1": cfg.r1, "d_convs": model.d_convs, "minibatch_std": model.minibatch_std,
+           "latent_modulation": model.latent_modulation,
            "train_minutes": round(minutes, 2), "device": device, "d_steps": cfg.d_steps,
            "privacy": res.privacy.to_dict() if res.privacy else None, "mia_auc": m.get("mia_auc")}
     return row, ev

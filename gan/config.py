@@ -20,6 +20,7 @@ class ModelConfig:
     noise: str = "splitmix64"  # how a seed becomes noise: a key of gan.sampling.NOISE
     d_convs: int = 2        # dcgan: D's convolutions per stage (1: the stride-2 one; 2: and a 3x3 after it)
     minibatch_std: bool = True  # dcgan: D sees the spread of each group of 4 images (not under DP)
+    latent_modulation: bool = True  # dcgan: each G stage's BatchNorm gain and bias follow the noise and label
 
     @property
     def pixels(self) -> int:
@@ -41,5 +42,6 @@ class ModelConfig:
 
 
 # what configs stored before these fields existed meant: two DCGAN stages at any size, one
-# torch.Generator per seed, one convolution per D stage, no minibatch standard deviation
-LEGACY = {"stages": 2, "noise": "torch-generator", "d_convs": 1, "minibatch_std": False}
+# torch.Generator per seed, one convolution per D stage, no minibatch standard deviation, G's
+# BatchNorm with its own fixed gain and bias
+LEGACY = {"stages": 2, "noise": "torch-generator", "d_convs": 1, "minibatch_std": False, "latent_modulation": False}

@@ -48,6 +48,11 @@ def _base(cfg: ModelConfig) -> tuple[int, int]:
     return -(-cfg.height // scale), -(-cfg.width // scale)   # ceil: the stages reach H, W
 
 
+class Modulation(nn.Linear):
+    """(noise, label) → a stage's (gain - 1, bias), per channel; ``gan.models.init_weights``
+    starts it at zero, so a new generator begins as plain BatchNorm."""
+
+
 class DCGenerator(nn.Module):
     """z (B, z_dim) [+ labels (B,)] → images (B, C, H, W) in [0, 1]."""
 
@@ -60,15 +65,29 @@ class DCGenerator(nn.Module):
         extra = cfg.embed_dim if cfg.conditional else 0
         self.fc = nn.Sequential(nn.Linear(cfg.z_dim + extra, ws[0] * h0 * w0),
                                 nn.BatchNorm1d(ws[0] * h0 * w0), nn.ReLU())
+        modulated = cfg.latent_modulation
         layers: list[nn.Module] = []
         for a, b in zip(ws, ws[1:]):                   # each stage doubles the grid
-            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b, affine=not modulated), nn.ReLU()]
         self.net = nn.Sequential(*layers, nn.Conv2d(ws[-1], cfg.channels, 3, padding=1), nn.Sigmoid())
+        # BigGAN's conditional BatchNorm fed by the latent: a stage's gain and bias are linear in
+        # (noise, label), so a global choice (a colour) reaches every resolution
+        self.modulation = nn.ModuleList(Modulation(cfg.z_dim + extra, 2 * b) for b in ws[1:]) if modulated else None
         self.shape0 = (ws[0], h0, w0)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = z if self.embed is None else torch.cat([z, self.embed(labels)], dim=1)
-        x = self.net(self.fc(h).view(-1, *self.shape0))
+        x = self.fc(h).view(-1, *self.shape0)
+        if self.modulation is None:
+            x = self.net(x)
+        else:
+            layers = iter(self.net)
+            for linear in self.modulation:
+                up, norm, act = next(layers), next(layers), next(layers)
+                gain, bias = linear(h)[:, :, None, None].chunk(2, dim=1)
+                x = act(torch.addcmul(bias, norm(up(x)), gain + 1))
+            for layer in layers:
+                x = layer(x)
         return x[:, :, : self.cfg.height, : self.cfg.width]
 
 

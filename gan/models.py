@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gan.config import ModelConfig
-from gan.dcgan import DCDiscriminator, DCGenerator
+from gan.dcgan import DCDiscriminator, DCGenerator, Modulation
 
 
 class MLPGenerator(nn.Module):
@@ -81,17 +81,22 @@ def xavier_bound(weight: torch.Tensor) -> float:
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
     """Re-initialise every layer from ``generator`` so that a seed alone fixes the weights.
 
-    Xavier-uniform weights and zero biases (the seed's TF1 defaults), unit-normal embeddings;
+    Xavier-uniform weights and zero biases (the seed's TF1 defaults), unit-normal embeddings,
+    zero latent modulations (``gan.dcgan.Modulation``);
     drawing from an explicit generator keeps the global RNG untouched.
     """
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, Modulation):
+            with torch.no_grad():
+                m.weight.zero_()
+                m.bias.zero_()
+        elif isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             bound = xavier_bound(m.weight)
             with torch.no_grad():
                 m.weight.uniform_(-bound, bound, generator=generator)
                 if m.bias is not None:
                     m.bias.zero_()
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
             with torch.no_grad():
                 m.weight.fill_(1.0)
                 m.bias.zero_()

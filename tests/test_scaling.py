@@ -153,3 +153,21 @@ def test_minibatch_std_groups_four_images_and_no_more():
         after = D(x, y)
         assert torch.equal(before[:4], after[:4])            # the first group: untouched
         assert torch.equal(before[[4, 6, 7]], after[[4, 6, 7]]) != std  # its group: moved with it
+
+
+def test_latent_modulation_starts_as_batchnorm_and_learns_from_the_noise():
+    """Each G stage's BatchNorm gain and bias are linear in (noise, label) (BigGAN's conditional
+    BatchNorm): a new generator draws what plain BatchNorm draws, training moves the modulation
+    off zero, and a config stored before the field builds plain BatchNorm."""
+    cfg = ModelConfig(kind="dcgan", channels=3, height=32, width=32, num_classes=10, hidden=16)
+    G, _ = build(cfg, seed=0)
+    plain, _ = build(ModelConfig(**{**cfg.to_dict(), "latent_modulation": False}), seed=0)
+    z, y = noise_for_seeds(np.arange(6), cfg.z_dim), torch.arange(6)
+    assert torch.equal(G.eval()(z, y), plain.eval()(z, y))
+    assert len(G.modulation) == 2 and plain.modulation is None
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8))
+    res = train(TrainConfig(steps=3, batch_size=8, grid_every=0, checkpoint_every=0), cfg, x, torch.arange(16) % 10)
+    assert all(float(m.weight.abs().sum()) > 0 for m in res.generator.modulation)
+    stored = {k: v for k, v in cfg.to_dict().items() if k != "latent_modulation"}
+    assert ModelConfig.from_dict(stored).latent_modulation is False
