@@ -121,8 +121,9 @@ def test_virtual_dataset_published_before_the_noise_schemes_pulls_bit_exact(kind
     G = load_generator(DATA / f"legacy-{kind}.npz")
     assert G.cfg.noise == "torch-generator" and (G.cfg.kind == "mlp" or stages(G.cfg) == 2)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    try:
-        with mlflow.start_run():
+    try:  # artifacts under tmp_path too, not ./mlruns of the working directory
+        experiment = mlflow.create_experiment("legacy", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
             info = generators.log_generator(DATA / f"legacy-{kind}.npz", G.cfg)
         mv = mlflow.register_model(info.model_uri, "legacy-generator")
         root = tmp_path / "catalog"
