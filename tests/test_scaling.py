@@ -7,6 +7,7 @@ that time) still load and pull bit-exact.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -162,7 +163,7 @@ def test_latent_modulation_starts_as_batchnorm_and_learns_from_the_noise():
     off zero, and a config stored before the field builds plain BatchNorm."""
     cfg = ModelConfig(kind="dcgan", channels=3, height=32, width=32, num_classes=10, hidden=16)
     G, _ = build(cfg, seed=0)
-    plain, _ = build(ModelConfig(**{**cfg.to_dict(), "latent_modulation": False}), seed=0)
+    plain, _ = build(replace(cfg, latent_modulation=False), seed=0)
     z, y = noise_for_seeds(np.arange(6), cfg.z_dim), torch.arange(6)
     assert torch.equal(G.eval()(z, y), plain.eval()(z, y))
     assert len(G.modulation) == 2 and plain.modulation is None
