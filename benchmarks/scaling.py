@@ -1,10 +1,13 @@
 """Benchmark: the DCGAN's training cost per image as the image grows, against the 28-px model.
 
-The conditional DCGAN of ``ganvirt run`` (default width and batch) trains on random images of
-each shape: 28x28 grey (MNIST, the baseline), 32x32 and 64x64 RGB (colour MNIST), 128x128 RGB
-on CUDA. Shapes alternate in rounds in one process; each round times the steps between two loss
-reports after a warm-up, and the figures are medians, with each shape's ratio to the 28-px cost
-of the same round.
+The conditional DCGAN of ``ganvirt run`` (its default width, batch, R1 and mode seeking) trains
+on random images of each shape: 28x28 grey (MNIST, the baseline), 32x32 and 64x64 RGB (colour
+MNIST), 128x128 RGB on CUDA. Shapes alternate in rounds in one process; each round times the
+steps between two loss reports after a warm-up, and the figures are medians, with each shape's
+ratio to the 28-px cost of the same round. One more row, ``32px-rgb-former-d-pass``, times the
+32-px model in the same rounds with D's minibatch std as it was before stop 28 (reals and fakes
+in two D calls, the spread by ``Tensor.var``): today's 32-px row against it is that change's
+speed-up.
 
     .venv/bin/python -m benchmarks.scaling [--device cuda] [--steps 40] [--rounds 5]
 """
@@ -12,20 +15,34 @@ of the same round.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import statistics
 import time
+from unittest import mock
 
 import torch
 
 from benchmarks.common import figure, machine, sync, write
 from flows.params import DCGANParams
+from gan import dcgan
+from gan import train as training
 from gan.models import ModelConfig
-from gan.train import TrainConfig, train
+from gan.train import train
 
-SHAPES = {"28px-grey": (1, 28, 28), "32px-rgb": (3, 32, 32), "64px-rgb": (3, 64, 64), "128px-rgb": (3, 128, 128)}
+SHAPES = {"28px-grey": (1, 28, 28), "32px-rgb": (3, 32, 32), "32px-rgb-former-d-pass": (3, 32, 32),
+          "64px-rgb": (3, 64, 64), "128px-rgb": (3, 128, 128)}
 
 
-def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.device) -> float:
+def former_group_std(f: torch.Tensor) -> torch.Tensor:
+    """``gan.dcgan.group_std`` before stop 28: the same statistic by ``Tensor.var``."""
+    n = len(f)
+    g = math.gcd(dcgan.GROUP, n)
+    std = f.float().view(n // g, g, *f.shape[1:]).var(1, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
+    return std.to(f.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, *f.shape[2:])
+
+
+def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.device, former: bool = False) -> float:
     """Seconds per training image of the default DCGAN on ``shape``, timed between the reports
     at steps ``steps`` and ``2 * steps`` (the first ``steps`` warm up)."""
     p = DCGANParams()
@@ -34,8 +51,8 @@ def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.dev
     y = torch.randint(0, 10, (2_000,), generator=g)
     model = ModelConfig(kind="dcgan", channels=shape[0], height=shape[1], width=shape[2], num_classes=10,
                         hidden=p.channels)
-    cfg = TrainConfig(batch_size=p.batch_size, steps=2 * steps, lr=p.lr, lr_schedule=p.lr_schedule,
-                      log_every=steps, grid_every=0, checkpoint_every=0)
+    cfg = dataclasses.replace(p.model_copy(update={"steps": 2 * steps}).config(), log_every=steps, grid_every=0,
+                              checkpoint_every=0, probe_every=0)
     marks = {}
 
     def report(key, value, step):
@@ -43,7 +60,11 @@ def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.dev
             sync(device)
             marks[step] = time.perf_counter()
 
-    train(cfg, model, x, y, device=device, report=report)
+    if former:  # a GROUP no batch is a multiple of: two D calls, as before
+        with mock.patch.object(dcgan, "group_std", former_group_std), mock.patch.object(training, "GROUP", 10**9 + 7):
+            train(cfg, model, x, y, device=device, report=report)
+    else:
+        train(cfg, model, x, y, device=device, report=report)
     return (marks[2 * steps] - marks[steps]) / (steps * cfg.batch_size)
 
 
@@ -58,7 +79,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in shapes}
     for _ in range(args.rounds):
         for name, shape in shapes.items():
-            times[name].append(seconds_per_image(shape, args.steps, device))
+            times[name].append(seconds_per_image(shape, args.steps, device, former="former" in name))
     base = "28px-grey"
     figures = []
     for name in shapes:

@@ -130,5 +130,8 @@ def group_std(f: torch.Tensor) -> torch.Tensor:
     gcd(4, B) consecutive images, averaged over the features, given to every image of the group."""
     n = len(f)
     g = math.gcd(GROUP, n)
-    std = f.float().view(n // g, g, *f.shape[1:]).var(1, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
+    v = f.float().view(n // g, g, *f.shape[1:])
+    # the variance written out: Tensor.var over this middle axis was 10x slower on the CPU
+    # (forward and backward), a quarter of a training step at 32x32
+    std = (v - v.mean(1, keepdim=True)).square().mean(1).add(1e-8).sqrt().mean((1, 2, 3))
     return std.to(f.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, *f.shape[2:])

@@ -19,7 +19,7 @@ import catalog
 from catalog import formats
 from gan.checkpoint import load_generator
 from gan.config import ModelConfig
-from gan.dcgan import stages, widths
+from gan.dcgan import DCDiscriminator, group_std, stages, widths
 from gan.features import ClassifierConfig, stages_for, train_classifier
 from gan.models import build
 from gan.sampling import balanced_labels, noise_for_seeds, sample_seeds, splitmix64
@@ -155,6 +155,25 @@ def test_minibatch_std_groups_four_images_and_no_more():
         after = D(x, y)
         assert torch.equal(before[:4], after[:4])            # the first group: untouched
         assert torch.equal(before[[4, 6, 7]], after[[4, 6, 7]]) != std  # its group: moved with it
+    f = torch.rand(12, 5, 2, 3, generator=torch.Generator().manual_seed(1))
+    spread = f.view(3, 4, 5, 2, 3).var(1, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))  # the textbook form
+    torch.testing.assert_close(group_std(f)[:, 0, 0, 0], spread.repeat_interleave(4))
+
+
+@pytest.mark.parametrize("batch", [8, 6])
+def test_training_keeps_reals_and_fakes_in_separate_minibatch_std_groups(batch):
+    """D sees reals and fakes in one call when the batch is a multiple of 4 (every group is all
+    real or all fake, and groups do not mix: the test above) and in two calls otherwise."""
+    cfg = ModelConfig(kind="dcgan", channels=3, height=16, width=16, num_classes=4, hidden=8)
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 3, 16, 16), dtype=np.uint8))
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.append(len(args[0])) if isinstance(module, DCDiscriminator) else None)
+    try:
+        train(TrainConfig(steps=1, batch_size=batch, grid_every=0, checkpoint_every=0), cfg, x, torch.arange(12) % 4)
+    finally:
+        hook.remove()
+    assert seen == ([2 * batch, batch] if batch % 4 == 0 else [batch, batch, batch])  # D step, then G step
 
 
 def test_latent_modulation_starts_as_batchnorm_and_learns_from_the_noise():
