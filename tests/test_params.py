@@ -14,7 +14,7 @@ def test_each_model_brings_its_own_defaults():
     dcgan = VirtualizeParams(train={"model": "dcgan"}).train
     assert isinstance(dcgan, DCGANParams)
     assert (dcgan.steps, dcgan.batch_size, dcgan.lr, dcgan.lr_schedule, dcgan.probe_every, dcgan.width,
-            dcgan.mode_seeking, dcgan.r1) == (6_000, 64, 8e-4, "cosine", 1_000, 64, 0.1, 1.0)
+            dcgan.mode_seeking, dcgan.r1) == (8_000, 64, 8e-4, "cosine", 1_000, 64, 0.1, 1.0)
     assert dcgan.config().r1 == 1.0 and MLPParams().r1 == 0.0
     mlp = VirtualizeParams(train={"steps": 5}).train  # no model named: the default one
     assert isinstance(mlp, MLPParams) and (mlp.steps, mlp.lr, mlp.lr_schedule) == (5, 2e-4, "constant")
