@@ -93,9 +93,8 @@ class MLPParams(TrainParams):
 
 
 class DCGANParams(TrainParams):
-    """The conditional conv GAN. Its budget (8,000 steps of 64: 27 minutes at 32x32 RGB on 2 CPU
-    cores, measured alone before the faster D pass; 6,000 fit 20 minutes but lost quality on grey and
-    colour MNIST), mode-seeking and R1 weights, learning rate, schedule and probe come from measurements on
+    """The conditional conv GAN. Its budget (8,000 steps of 64: 18.8 minutes at 32x32 RGB on 2 CPU
+    cores, measured alone; 6,000 lost quality on grey and colour MNIST), mode-seeking and R1 weights, learning rate, schedule and probe come from measurements on
     MNIST and colour MNIST (README, "Colour MNIST" and "How the DCGAN's settings were chosen")."""
     model_config = ConfigDict(title="dcgan (conditional conv GAN)", extra="forbid")
     model: Literal["dcgan"] = Field("dcgan", description="the conditional conv GAN")
