@@ -61,25 +61,13 @@ def splitmix64(seeds: torch.Tensor, count: int) -> torch.Tensor:
 def splitmix64_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
     """(n,) int64 seeds → (n, z_dim) float32 standard normals, row i from seed i alone."""
     words = splitmix64(seeds, (z_dim + 1) // 2)
-    # each word's high and low 32 bits as uniforms (u + 1/2)·2^-32 in (0, 1): never 0, the log
-    # is finite; exact, see ``unit_interval``
-    radius = unit_interval(torch.bitwise_right_shift(words, 12)).log_().mul_(-2.0).sqrt_()
-    angle = unit_interval(words.bitwise_left_shift_(20)).mul_(2.0 * math.pi)
+    scale = 2.0 ** -32  # 32-bit integers + 1/2 → uniforms in (0, 1): never 0, the log is finite
+    radius = _shr(words, 32).double().add_(0.5).mul_(scale).log_().mul_(-2.0).sqrt_()
+    angle = words.bitwise_and_(0xFFFFFFFF).double().add_(0.5).mul_(2.0 * math.pi * scale)
     out = torch.empty(len(words), 2 * words.shape[1], device=words.device)  # float32: cast on write
     out[:, 0::2] = torch.cos(angle).mul_(radius)
     out[:, 1::2] = angle.sin_().mul_(radius)
     return out[:, :z_dim]
-
-
-def unit_interval(bits: torch.Tensor) -> torch.Tensor:
-    """int64 words holding a 32-bit integer u in bits 51..20 (other bits ignored; overwritten)
-    → float64 (u + 1/2)·2^-32, exactly. The bits become the top of a double's mantissa under
-    the exponent of 1, which reads 1 + u·2^-32; subtracting 1 - 2^-33 is exact. Both steps are
-    integer or exact float operations, faster on this CPU than casting int64 to float64 (the
-    noise in 0.5-0.65x the time, ``benchmarks/sampling.py``), and the values equal those of
-    ``(u.double() + 0.5) * 2**-32``, so ``splitmix64`` noise keeps its pixels."""
-    bits = bits.bitwise_and_(0x000FFFFFFFF00000).bitwise_or_(0x3FF0000000000000)
-    return bits.view(torch.float64).sub_(1.0 - 2.0 ** -33)
 
 
 def torch_generator_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
