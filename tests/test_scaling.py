@@ -7,6 +7,7 @@ that time) still load and pull bit-exact.
 """
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from gan.config import ModelConfig
 from gan.dcgan import DCDiscriminator, group_std, stages, widths
 from gan.features import ClassifierConfig, stages_for, train_classifier
 from gan.models import build
-from gan.sampling import balanced_labels, noise_for_seeds, sample_seeds, splitmix64
+from gan.sampling import balanced_labels, noise_for_seeds, sample_seeds, splitmix64, splitmix64_noise
 from gan.train import TrainConfig, train
 from registry import generators
 
@@ -99,6 +100,19 @@ def test_splitmix64_noise_is_standard_normal_and_per_seed():
     np.testing.assert_array_equal(noise_for_seeds(pick, 100).numpy(), z[pick].numpy())
     with pytest.raises(ValueError, match="unknown noise scheme 'philox'"):
         noise_for_seeds(pick, 100, "philox")
+
+
+def test_splitmix64_noise_keeps_the_values_of_its_first_formula():
+    """Every image published under ``splitmix64`` depends on these values: any rewrite of the
+    noise's arithmetic (for speed) must give the formula written out here, bit for bit."""
+    seeds = torch.from_numpy(np.random.default_rng(0).integers(0, 2**63 - 1, 4096, dtype=np.int64))
+    words = splitmix64(seeds, 50)
+    hi, lo = (words >> 32) & 0xFFFFFFFF, words & 0xFFFFFFFF
+    radius = ((hi.double() + 0.5) * 2.0**-32).log().mul(-2.0).sqrt()
+    angle = (lo.double() + 0.5) * (2.0 * math.pi * 2.0**-32)
+    first = torch.stack([torch.cos(angle) * radius, torch.sin(angle) * radius], 2).reshape(4096, 100).float()
+    assert torch.equal(splitmix64_noise(seeds, 100), first)
+    assert torch.equal(splitmix64_noise(seeds, 7), first[:, :7])
 
 
 def test_schemes_give_other_pixels_and_stored_configs_keep_theirs():
