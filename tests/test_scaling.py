@@ -23,7 +23,13 @@ from gan.config import ModelConfig
 from gan.dcgan import DCDiscriminator, group_std, stages, widths
 from gan.features import ClassifierConfig, stages_for, train_classifier
 from gan.models import build
-from gan.sampling import balanced_labels, noise_for_seeds, sample_seeds, splitmix64, splitmix64_noise
+from gan.sampling import (
+    balanced_labels,
+    noise_for_seeds,
+    sample_seeds,
+    splitmix64,
+    splitmix64_noise,
+)
 from gan.train import TrainConfig, train
 from registry import generators
 
