@@ -94,8 +94,9 @@ class MLPParams(TrainParams):
 
 class DCGANParams(TrainParams):
     """The conditional conv GAN. Its budget (8,000 steps of 64: 18.8 minutes at 32x32 RGB on 2 CPU
-    cores, measured alone; 6,000 lost quality on grey and colour MNIST), mode-seeking and R1 weights, learning rate, schedule and probe come from measurements on
-    MNIST and colour MNIST (README, "Colour MNIST" and "How the DCGAN's settings were chosen")."""
+    cores, measured alone; 6,000 lost quality on grey and colour MNIST), mode-seeking and R1
+    weights, learning rate, schedule and probe come from measurements on MNIST and colour MNIST
+    (README, "Colour MNIST" and "How the DCGAN's settings were chosen")."""
     model_config = ConfigDict(title="dcgan (conditional conv GAN)", extra="forbid")
     model: Literal["dcgan"] = Field("dcgan", description="the conditional conv GAN")
     channels: int = Field(64, ge=4, le=4096, description="dcgan: channels at the smallest resolution (halved at each up-sampling stage)")
