@@ -149,10 +149,12 @@ class EvalParams(BaseModel):
     num_samples: int = Field(10_000, ge=10, le=1_000_000, description="generated images scored against the real holdout")
     k: int = Field(5, ge=1, le=100, description="nearest neighbours for precision/recall/density/coverage")
     seed: int = Field(0, ge=0, description="seeds of the evaluation samples and classifiers")
+    tstr_repeats: int = Field(EvalConfig.tstr_repeats, ge=1, le=20, description="classifiers trained on the generated "
+                              "images (successive seeds): tstr_accuracy is their mean, tstr_accuracy.std their spread")
 
     def config(self) -> EvalConfig:
         return EvalConfig(ClassifierConfig(steps=self.classifier_steps, seed=self.seed),
-                          num_samples=self.num_samples, k=self.k, seed=self.seed)
+                          num_samples=self.num_samples, k=self.k, seed=self.seed, tstr_repeats=self.tstr_repeats)
 
 
 class PublishParams(BaseModel):

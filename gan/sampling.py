@@ -151,20 +151,17 @@ def sample_noise(G: nn.Module, z: torch.Tensor, labels: np.ndarray | None = None
     device, chunk = _device(G, device), chunk_rows(cfg)
     was_training = G.training
     G.eval()
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64).copy()) if labels is not None else None
+    y = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64).copy()).to(device)
     if out is None:
         out = np.empty((len(z), cfg.channels, cfg.height, cfg.width), dtype=np.uint8)
     pixels = torch.empty(chunk, cfg.channels, cfg.height, cfg.width, device=device)  # reused: no allocation per chunk
     for start in range(0, len(z), chunk):
         stop = min(start + chunk, len(z))
-        zc = torch.zeros(chunk, cfg.z_dim, device=device)
-        zc[: stop - start] = z[start:stop]
-        yc = None
-        if y is not None:
-            yc = torch.zeros(chunk, dtype=torch.long)
-            yc[: stop - start] = y[start:stop]
-            yc = yc.to(device)
-        x = torch.mul(G(zc, yc).float(), 255, out=pixels)[: stop - start]
+        zc, yc = z[start:stop].to(device), None if y is None else y[start:stop]
+        if stop - start < chunk:  # the tail, padded to the chunk's shape
+            zc = torch.cat([zc, zc.new_zeros(chunk - len(zc), cfg.z_dim)])
+            yc = None if yc is None else torch.cat([yc, yc.new_zeros(chunk - len(yc))])
+        x = torch.mul(G(zc.contiguous(), yc).float(), 255, out=pixels)[: stop - start]
         # to uint8 as ``to_uint8`` does (clamping x·255 to [0, 255] equals clamping x to [0, 1]
         # first: the same pixels, one pass less), then cast into the output (numpy's cast of
         # whole numbers in 0..255: exact, and 2.4x torch's copy_ on this CPU)

@@ -12,7 +12,7 @@ from tasks.gates import describe
 
 HEADLINE = ["fid_like", "fid_like.std", "fid_like_floor", "fid_like_floor.std", "fid_like_ratio", "fid_like_ratio.std",
             "kid", "kid.std", "precision", "recall", "density",
-            "coverage", "tstr_accuracy", "trtr_accuracy", "dcr_share", "near_copy_share", "mia_auc"]
+            "coverage", "tstr_accuracy", "tstr_accuracy.std", "trtr_accuracy", "dcr_share", "near_copy_share", "mia_auc"]
 
 
 def rows(metrics: dict[str, float], thresholds: dict[str, dict]) -> list[dict]:
@@ -49,7 +49,8 @@ def markdown(name: str, run_id: str, metrics: dict[str, float], thresholds: dict
     lines += ["", f"`fid_like_floor` is the same distance between real train and real holdout images: what a "
               f"perfect generator would score. Both are measured at {count} images a side, averaged over random "
               "subsets (`.std`: their spread), so that the ratio means the same on a dataset of any size. "
-              "`tstr_accuracy` is gated relative to `trtr_accuracy` (the same classifier trained on real data); "
+              "`tstr_accuracy` is the mean of classifiers trained on the generated images from successive seeds "
+              "(`.std`: their spread), gated relative to `trtr_accuracy` (one such classifier trained on real data); "
               "`kid` is reported but not gated unless a policy sets `max_kid` (its real-vs-real value is about 0). "
               f"{num_samples} generated images were scored.",
               "", (f"Differential privacy: the generator was trained with DP-SGD at ε = {metrics['epsilon']:.4g}, which "

@@ -148,3 +148,32 @@ def test_fid_ratio_means_the_same_at_any_dataset_size():
     assert a["fid_like.count"] == b["fid_like.count"] == 2_000
     assert abs(a["fid_like_ratio"] - b["fid_like_ratio"]) <= max(a["fid_like_ratio.std"], b["fid_like_ratio.std"])
     assert a["fid_like_ratio"] > 1.5 and b["fid_like_ratio"] > 1.5  # the shifted set is told apart at both sizes
+
+
+def test_tstr_is_the_mean_of_classifiers_from_successive_seeds():
+    """``tstr_accuracy`` averages ``tstr_repeats`` classifiers trained on the same generated
+    images from seeds seed, seed+1, ...; ``.std`` is their spread; one repeat is the single
+    classifier of the extractor's seed."""
+    from dataclasses import replace
+
+    from gan.evaluate import EvalConfig, score
+    from gan.features import ClassifierConfig, accuracy, train_classifier
+    from gan.models import ModelConfig, build
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(90) % 3
+    images = (rng.integers(0, 60, (90, 1, 8, 8)) + 60 * labels[:, None, None, None]).astype(np.uint8)
+    data = {"images": images, "labels": labels, "train": np.arange(60), "holdout": np.arange(60, 90)}
+    G, _ = build(ModelConfig(kind="mlp", height=8, width=8, num_classes=3, hidden=16), seed=0)
+    cfg = EvalConfig(ClassifierConfig(steps=15, batch_size=16, seed=4), num_samples=60, fid_count=20, fid_subsets=2,
+                     tstr_repeats=3)
+    extractor = train_classifier(images[:60], labels[:60], 3, cfg.classifier)
+    ev = score(G, data, extractor, cfg)
+    each = [accuracy(train_classifier(ev.images, ev.labels, 3, replace(cfg.classifier, seed=s)), images[60:], labels[60:])
+            for s in (4, 5, 6)]
+    assert ev.metrics["tstr_accuracy"] == pytest.approx(np.mean(each))
+    assert ev.metrics["tstr_accuracy.std"] == pytest.approx(np.std(each, ddof=1))
+    one = score(G, data, extractor, replace(cfg, tstr_repeats=1)).metrics
+    assert one["tstr_accuracy"] == pytest.approx(each[0]) and one["tstr_accuracy.std"] == 0
+    with pytest.raises(ValueError, match="tstr_repeats must be at least 1, got 0"):
+        score(G, data, extractor, replace(cfg, tstr_repeats=0))

@@ -73,7 +73,8 @@ def test_evaluate_reports_all_metrics(chain):
     headline = {k for k in report.metrics if ".class_" not in k}
     assert headline == {"fid_like", "fid_like.std", "fid_like_floor", "fid_like_floor.std", "fid_like_ratio",
                         "fid_like_ratio.std", "fid_like.count", "kid", "kid.std", "precision", "recall", "density",
-                        "coverage", "tstr_accuracy", "trtr_accuracy", "dcr_share", "near_copy_share", "mia_auc"}
+                        "coverage", "tstr_accuracy", "tstr_accuracy.std", "trtr_accuracy", "dcr_share", "near_copy_share",
+                        "mia_auc"}
     assert report.metrics["fid_like.count"] == 359  # digits' holdout: fewer than 2,000 a side
     assert {f"coverage.class_{c}" for c in range(10)} <= set(report.metrics)
     assert report.metrics["fid_like"] > report.metrics["fid_like_floor"] > 0  # 60 steps: far from real
