@@ -80,7 +80,8 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     minutes = (time.perf_counter() - t0) / 60
     ev = score(res.ema, data, extractor, EvalConfig())
     m = ev.metrics
-    row = {"model": kind, "tstr_accuracy": m["tstr_accuracy"], "trtr_accuracy": trtr,
+    row = {"model": kind, "tstr_accuracy": m["tstr_accuracy"], "tstr_accuracy.std": m.get("tstr_accuracy.std"),
+           "trtr_accuracy": trtr,
            "fid_like": m["fid_like"], "fid_like_floor": m["fid_like_floor"],
            "fid_ratio": m["fid_like"] / m["fid_like_floor"], "precision": m["precision"],
            "recall": m["recall"], "images_seen": res.steps * batch, "best_step": res.best_step,
