@@ -15,6 +15,7 @@ from torch import nn
 
 from gan.features import ClassifierConfig, SmallCNN, accuracy, extract, train_classifier
 from gan.metrics import EvalSets, compute, fid_like, privacy
+from gan.metrics.frechet import spread
 from gan.sampling import sample
 
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation samples use seeds no publication defaults to
@@ -94,7 +95,7 @@ def score(G: nn.Module, data: dict[str, np.ndarray], extractor: SmallCNN, cfg: E
                                           replace(cfg.classifier, seed=cfg.classifier.seed + r)), xh, yh)
                 for r in range(cfg.tstr_repeats)]
         metrics["tstr_accuracy"] = float(np.mean(tstr))
-        metrics["tstr_accuracy.std"] = float(np.std(tstr, ddof=1)) if len(tstr) > 1 else 0.0
+        metrics["tstr_accuracy.std"] = spread(tstr)
     return Evaluation(metrics, fake, labels, distances)
 
 

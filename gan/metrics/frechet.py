@@ -48,6 +48,12 @@ def fid_like(real_features: np.ndarray, fake_features: np.ndarray) -> float:
     return frechet_distance(gaussian_stats(real_features), gaussian_stats(fake_features))
 
 
+def spread(values) -> float:
+    """The ``.std`` of a metric measured several times: the sample standard deviation, 0 for one."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def fid_like_subsets(reference: np.ndarray, floor: np.ndarray, fake: np.ndarray, count: int = 2_000,
                      subsets: int = 5, seed: int = 0) -> dict[str, float]:
     """FID-like of ``fake`` and its floor (``floor``: other real images) against ``reference``,
@@ -64,7 +70,6 @@ def fid_like_subsets(reference: np.ndarray, floor: np.ndarray, fake: np.ndarray,
         floors.append(fid_like(ref, floor[rng.choice(len(floor), n, replace=False)]))
     fids_, floors_ = np.asarray(fids), np.asarray(floors)
     ratios = fids_ / np.maximum(floors_, 1e-12)
-    spread = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)
     return {"fid_like": float(fids_.mean()), "fid_like.std": spread(fids_),
             "fid_like_floor": float(floors_.mean()), "fid_like_floor.std": spread(floors_),
             "fid_like_ratio": float(ratios.mean()), "fid_like_ratio.std": spread(ratios), "fid_like.count": float(n)}
