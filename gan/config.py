@@ -17,6 +17,7 @@ class ModelConfig:
     embed_dim: int = 16     # label embedding size (conditional only)
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
     stages: int = 0         # dcgan: up-/down-sampling stages (0: follow the resolution, see gan.dcgan)
+    min_stages: int = 3     # dcgan: the fewest stages when they follow the resolution (3: a 4x4 base up to 32 px)
     noise: str = "splitmix64"  # how a seed becomes noise: a key of gan.sampling.NOISE
     d_convs: int = 2        # dcgan: D's convolutions per stage (1: the stride-2 one; 2: and a 3x3 after it)
     minibatch_std: bool = True  # dcgan: D sees the spread of each group of 4 images (not under DP)
@@ -41,7 +42,8 @@ class ModelConfig:
         return cls(**{**LEGACY, **stored})
 
 
-# what configs stored before these fields existed meant: two DCGAN stages at any size, one
-# torch.Generator per seed, one convolution per D stage, no minibatch standard deviation, G's
-# BatchNorm with its own fixed gain and bias
-LEGACY = {"stages": 2, "noise": "torch-generator", "d_convs": 1, "minibatch_std": False, "latent_modulation": False}
+# what configs stored before these fields existed meant: two DCGAN stages at any size, at least
+# two when they follow the resolution, one torch.Generator per seed, one convolution per D stage,
+# no minibatch standard deviation, G's BatchNorm with its own fixed gain and bias
+LEGACY = {"stages": 2, "min_stages": 2, "noise": "torch-generator", "d_convs": 1, "minibatch_std": False,
+          "latent_modulation": False}

@@ -40,9 +40,10 @@ class Privacy:
 def private_model(model):
     """``model`` (a ``ModelConfig``) as DP trains it: D judges each image alone (no minibatch
     std, which mixes images and would void per-image clipping) with one convolution per stage
-    (DP-SGD's noise grows with D's parameters, not its signal). G keeps plain BatchNorm: the DP
-    recipe was measured with it (latent modulation costs no privacy, but is not measured under DP)."""
-    return replace(model, minibatch_std=False, d_convs=1, latent_modulation=False)
+    and two stages at 28-32 px (DP-SGD's noise grows with D's parameters, not its signal; a third
+    stage triples them). G keeps plain BatchNorm: the DP recipe was measured with it (latent
+    modulation costs no privacy, but is not measured under DP)."""
+    return replace(model, minibatch_std=False, d_convs=1, latent_modulation=False, min_stages=2)
 
 
 def default_delta(n: int) -> float:

@@ -220,8 +220,8 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     """Train a GAN on ``images`` (uint8, (N, C, H, W)) and optional ``labels`` ((N,) int64).
 
     ``report(key, value, step)`` receives ``loss_d``, ``loss_g``, ``d_real``, ``d_fake`` every
-    ``log_every`` steps, ``images_seen`` and, every ``probe_every`` steps, ``probe_score``
-    (``probe(ema)``, lower is better; the best EMA is kept and returned). ``report_grid`` gets
+    ``log_every`` steps, ``images_seen`` and, every ``probe_every`` steps and at the last,
+    ``probe_score`` (``probe(ema)``, lower is better; the best EMA is kept and returned). ``report_grid`` gets
     a uint8 grid of EMA samples every ``grid_every`` steps. With ``checkpoint_path``, the run
     resumes from that file when it exists, else writes it at step 0, then every
     ``checkpoint_every`` steps; a
@@ -260,7 +260,7 @@ def _loop(run: _Run, cfg: TrainConfig, model: ModelConfig, images, labels, devic
         update_ema(run.ema, run.G, cfg.ema_beta, run.step)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             losses = _log(run, cfg, sums, report)
-        if probe is not None and cfg.probe_every and run.step % cfg.probe_every == 0:
+        if probe is not None and cfg.probe_every and (run.step % cfg.probe_every == 0 or run.step == cfg.steps):
             if _probe(run, cfg, probe, report):
                 break  # early stop: no improvement for `patience` probes
         if (cfg.grid_every and run.step % cfg.grid_every == 0) or run.step == cfg.steps:

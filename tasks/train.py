@@ -65,7 +65,7 @@ def model_config(snapshot: Snapshot, kind: str, conditional: bool | None, width:
                  private: bool = False) -> ModelConfig:
     """The model for the snapshot. Under DP (``private``) D judges each image alone (no
     minibatch standard deviation, which mixes images and would void per-image clipping) and
-    has one convolution per stage: DP-SGD's noise grows with D's parameters, not its signal."""
+    is as small as the DP recipe was measured with (``gan.private.private_model``)."""
     if conditional is None:
         conditional = snapshot.num_classes >= 2
     if conditional and snapshot.num_classes < 2:

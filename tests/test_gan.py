@@ -196,6 +196,10 @@ def test_probe_keeps_the_best_ema():
     early = train(TrainConfig(**{**cfg.to_dict(), "patience": 1}), ModelConfig(height=8, width=8, num_classes=3),
                   x, y, probe=lambda G: 1.0)
     assert early.steps == 20  # the second probe did not improve: stop
+    probed = []
+    last = train(TrainConfig(**{**cfg.to_dict(), "steps": 25}), ModelConfig(height=8, width=8, num_classes=3), x, y,
+                 probe=lambda G: 30.0 - len(probed), report=lambda k, v, step: probed.append(step) if k == "probe_score" else None)
+    assert probed == [10, 20, 25] and last.best_step == 25  # the last step is a candidate too
 
 
 @pytest.mark.parametrize("loss", ["bce", "hinge"])

@@ -60,23 +60,30 @@ def test_dcgan_of_any_size_builds_trains_and_samples(shape, classes):
     res = train(TrainConfig(steps=2, batch_size=4, log_every=1, grid_every=0, checkpoint_every=0), model, x, y)
     images = sample_seeds(res.ema, np.arange(5), balanced_labels(5, classes) if classes else None)
     assert images.shape == (5, *shape) and images.dtype == np.uint8
-    # a stage per doubling: the base grid is at most 8x8 and the last stage is hidden/4 wide
-    assert stages(model) == {28: 2, 32: 2, 64: 3, 128: 4}[max(h, w)]
+    # a stage per doubling, at least 3: the base grid is at most 8x8 and the last stage is hidden/4 wide
+    assert stages(model) == {28: 3, 32: 3, 64: 3, 128: 4}[max(h, w)]
     assert max(h, w) / 2 ** stages(model) <= 8 and widths(model)[-1] == 16
     assert res.ema.fc[0].out_features <= 8 * 64 * 64  # no 16,384-wide linear layer at 64 px
 
 
-def test_28_px_dcgan_is_the_model_it_was():
-    """Up to 32 px the stages are the two of the CPU-sized model; D adds a 3x3 convolution per
-    stage unless a stored config says one (``d_convs`` 1, what configs before it meant)."""
+def test_28_px_dcgan_has_three_stages_and_stored_configs_keep_theirs():
+    """At 28 px G starts from a 4x4 grid (three stages, cropped from 32) and D has a 3x3
+    convolution after each stride-2 one. A config stored before ``min_stages`` builds the two
+    stages it was trained with, and one before ``d_convs`` one convolution per D stage."""
     G, D = build(ModelConfig(kind="dcgan", channels=1, height=28, width=28, num_classes=10, hidden=64), seed=0)
-    assert [tuple(p.shape) for p in G.net.parameters() if p.dim() == 4] == [(64, 32, 4, 4), (32, 16, 4, 4), (1, 16, 3, 3)]
+    assert [tuple(p.shape) for p in G.net.parameters() if p.dim() == 4] == [
+        (128, 64, 4, 4), (64, 32, 4, 4), (32, 16, 4, 4), (1, 16, 3, 3)]
     assert [tuple(p.shape) for p in D.features.parameters() if p.dim() == 4] == [
+        (32, 1, 4, 4), (32, 32, 3, 3), (64, 32, 4, 4), (64, 64, 3, 3), (128, 64, 4, 4), (128, 128, 3, 3)]
+    assert G(torch.zeros(2, 100), torch.zeros(2, dtype=torch.long)).shape == (2, 1, 28, 28)
+    stored = {k: v for k, v in G.cfg.to_dict().items() if k != "min_stages"}
+    G2, D2 = build(ModelConfig.from_dict(stored), seed=0)
+    assert [tuple(p.shape) for p in G2.net.parameters() if p.dim() == 4] == [(64, 32, 4, 4), (32, 16, 4, 4), (1, 16, 3, 3)]
+    assert [tuple(p.shape) for p in D2.features.parameters() if p.dim() == 4] == [
         (32, 1, 4, 4), (32, 32, 3, 3), (64, 32, 4, 4), (64, 64, 3, 3)]
-    stored = {k: v for k, v in G.cfg.to_dict().items() if k != "d_convs"}
-    G1, D1 = build(ModelConfig.from_dict(stored), seed=0)
+    G1, D1 = build(ModelConfig.from_dict({k: v for k, v in stored.items() if k != "d_convs"}), seed=0)
     assert [tuple(p.shape) for p in D1.features.parameters() if p.dim() == 4] == [(32, 1, 4, 4), (64, 32, 4, 4)]
-    for key, value in G.state_dict().items():
+    for key, value in G2.state_dict().items():
         assert torch.equal(value, G1.state_dict()[key]), key  # G: same layers, same weights
 
 
@@ -138,9 +145,26 @@ def test_virtual_dataset_published_before_the_noise_schemes_pulls_bit_exact(kind
     """A generator written by the code before this change (two DCGAN stages at 64 px, one
     torch.Generator per seed) is registered, and a manifest of that time (no ``noise`` field)
     is pulled through the catalog: the images hash to what that code published."""
-    about = json.loads((DATA / "legacy-manifests.json").read_text())["manifests"][kind]
     G = load_generator(DATA / f"legacy-{kind}.npz")
     assert G.cfg.noise == "torch-generator" and (G.cfg.kind == "mlp" or stages(G.cfg) == 2)
+    pull_legacy(kind, tmp_path, other_noise="splitmix64")
+
+
+def test_virtual_dataset_published_before_the_third_stage_pulls_bit_exact(tmp_path):
+    """A 28-px DCGAN written before ``min_stages`` (two stages, ``splitmix64`` noise, stored
+    with ``stages`` 0: "follow the resolution") still builds two stages, and its publication
+    pulls bit-exact."""
+    G = load_generator(DATA / "legacy-dcgan-28x28.npz")
+    assert G.cfg.stages == 0 and G.cfg.min_stages == 2 and stages(G.cfg) == 2 and G.cfg.noise == "splitmix64"
+    pull_legacy("dcgan-28x28", tmp_path)
+
+
+def pull_legacy(kind: str, tmp_path: Path, other_noise: str | None = None) -> None:
+    """Register ``tests/data/legacy-<kind>.npz``, publish the virtual manifest of that time and
+    pull it through the catalog: the images hash to what was published. With ``other_noise``,
+    the same manifest naming that scheme instead is refused, not mis-sampled."""
+    about = json.loads((DATA / "legacy-manifests.json").read_text())["manifests"][kind]
+    G = load_generator(DATA / f"legacy-{kind}.npz")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:  # artifacts under tmp_path too, not ./mlruns of the working directory
         experiment = mlflow.create_experiment("legacy", artifact_location=(tmp_path / "artifacts").as_uri())
@@ -151,13 +175,16 @@ def test_virtual_dataset_published_before_the_noise_schemes_pulls_bit_exact(kind
         manifest = {"virtual": True, "format": "npz", "shape": about["shape"], "seed": about["seed"],
                     "near_copies": about["near_copies"], "content_sha256": about["content_sha256"],
                     "generator": {"model": "legacy-generator", "version": str(mv.version)}}
+        if "noise" in about:
+            manifest["noise"] = about["noise"]
         catalog.publish(root, "legacy", lambda d: None, manifest)
         out = catalog.pull(root, "legacy", tmp_path / "pulled", sampler=generators.materialise)
         images, labels = formats.read("npz", out)
         assert formats.content_sha256(images, labels) == about["content_sha256"]
-        # a manifest naming another scheme than its generator's is refused, not mis-sampled
-        with pytest.raises(ValueError, match="noise scheme 'splitmix64'"):
-            generators.materialise({**manifest, "noise": "splitmix64"})
+        assert len(np.unique(images)) > 10  # pictures, not a constant
+        if other_noise:
+            with pytest.raises(ValueError, match=f"noise scheme '{other_noise}'"):
+                generators.materialise({**manifest, "noise": other_noise})
     finally:
         mlflow.set_tracking_uri(None)
 
@@ -205,7 +232,7 @@ def test_latent_modulation_starts_as_batchnorm_and_learns_from_the_noise():
     plain, _ = build(replace(cfg, latent_modulation=False), seed=0)
     z, y = noise_for_seeds(np.arange(6), cfg.z_dim), torch.arange(6)
     assert torch.equal(G.eval()(z, y), plain.eval()(z, y))
-    assert len(G.modulation) == 2 and plain.modulation is None
+    assert len(G.modulation) == 3 and plain.modulation is None  # one per stage
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8))
     res = train(TrainConfig(steps=3, batch_size=8, grid_every=0, checkpoint_every=0), cfg, x, torch.arange(16) % 10)

@@ -148,7 +148,7 @@ def run_form_picks_each_models_defaults(api: str, mlflow_url: str, dep: dict) ->
     call(f"{api}/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING"}, "force": True})
     assert {k: logged[k] for k in ("model.kind", "train.steps", "train.batch_size", "train.lr", "train.lr_schedule",
                                    "train.probe_every")} == {
-        "model.kind": "dcgan", "train.steps": "8000", "train.batch_size": "64", "train.lr": "0.0008",
+        "model.kind": "dcgan", "train.steps": "5500", "train.batch_size": "64", "train.lr": "0.0008",
         "train.lr_schedule": "cosine", "train.probe_every": "1000"}
     wait_for(lambda: call(f"{api}/flow_runs/{run['id']}")["state"]["type"] in ("CANCELLED", "CRASHED"), 120,
              "the dcgan run to stop")
@@ -164,7 +164,7 @@ def run_form_switches_models(url: str) -> None:
         page.wait_for(f"!!{dcgan} && [...document.querySelectorAll('input')].some(i => i.value === '0.0002')")
         page.evaluate(f"{dcgan}.click()")
         values = page.wait_for("(v => v.includes('0.0008') ? v : null)([...document.querySelectorAll('input')].map(i => i.value))")
-        assert {"8000", "64", "0.0008", "1000", "0.1"} <= set(values) and "0.0002" not in values, values
+        assert {"5500", "64", "0.0008", "1000", "0.1"} <= set(values) and "0.0002" not in values, values
         page.wait_for(f"{dcgan}.getAttribute('aria-selected') === 'true'", 10)  # the form shows the dcgan option
         if os.environ.get("GANVIRT_SCREENSHOTS"):
             page.evaluate("[...document.querySelectorAll('*')].find(e => e.textContent.trim() === 'Train (Optional)')"
