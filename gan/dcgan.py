@@ -8,7 +8,7 @@ end at ``hidden / 4`` channels at full resolution, so the base width is ``hidden
 per image, D about 11.5 M); at 64x64 G costs about 28 M and D 47 M; at 128x128 the base is 256
 channels wide, a GPU's model. The third stage at 28–32 px (a 4x4 base, D 128 channels wide
 there: three times its parameters) cost 1.39x per image and took colour MNIST 32 px from
-TSTR 0.874 to 0.906 and 3.3x to 2.3x the floor in fewer minutes (README); configs stored
+TSTR 0.874 to 0.906 and 3.3x to 2.1x the floor in fewer minutes (README); configs stored
 before it keep two (``LEGACY``). D mirrors G with stride-2
 convolutions, each followed by ``d_convs - 1`` 3x3 ones at the same grid (``d_convs`` 2 by
 default: with one, D told colour MNIST's digits apart too weakly). With ``minibatch_std`` D also
