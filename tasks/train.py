@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -189,8 +190,12 @@ def _log_params(snapshot: Snapshot, name: str, cfg: TrainConfig, model: ModelCon
     schema = Schema([TensorSpec(np.dtype(np.uint8), (-1, c, h, w), "images")])
     # what the MLflow UI shows this generator was trained on; MLflow keeps 36 characters of a
     # digest: the fingerprint's first 36 (the whole one is the run's `snapshot` param)
-    mlflow.log_input(MetaDataset(resolve_dataset_source(str(snapshot.path)), name=f"{name} train split",
-                                 digest=snapshot.fingerprint[:36], schema=schema), context="training")
+    with warnings.catch_warnings():  # MLflow 3 registers its local-file source twice (schemes "" and
+        # "file") and warns on every local path that both match; they are the same class
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
+        source = resolve_dataset_source(str(snapshot.path))
+    mlflow.log_input(MetaDataset(source, name=f"{name} train split", digest=snapshot.fingerprint[:36], schema=schema),
+                     context="training")
 
 
 class _Reporter:
