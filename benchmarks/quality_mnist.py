@@ -61,6 +61,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
     v.setdefault("lr_schedule", schedule)
     if kind == "dcgan":
         v.setdefault("mode_seeking", DCGANParams().mode_seeking)
+        v.setdefault("mode_seeking_cap", DCGANParams().mode_seeking_cap)
         v.setdefault("r1", DCGANParams().r1)
     xt, yt, _, _ = real_split(data)
     steps = images_budget // batch
@@ -87,7 +88,7 @@ def run(kind: str, data: dict, images_budget: int, extractor, trtr: float, seed:
            "recall": m["recall"], "images_seen": res.steps * batch, "best_step": res.best_step,
            "steps": res.steps, "batch_size": batch, "lr": lr, "width": width, "lr_schedule": cfg.lr_schedule, "loss": cfg.loss,
            "ema_beta": cfg.ema_beta, "augment": cfg.augment, "spectral_norm": model.spectral_norm,
-           "mode_seeking": cfg.mode_seeking, "r1": cfg.r1, "d_convs": model.d_convs, "minibatch_std": model.minibatch_std,
+           "mode_seeking": cfg.mode_seeking, "mode_seeking_cap": cfg.mode_seeking_cap, "r1": cfg.r1, "d_convs": model.d_convs, "minibatch_std": model.minibatch_std,
            "latent_modulation": model.latent_modulation,
            "train_minutes": round(minutes, 2), "device": device, "d_steps": cfg.d_steps,
            "privacy": res.privacy.to_dict() if res.privacy else None, "mia_auc": m.get("mia_auc")}

@@ -45,6 +45,7 @@ class TrainParams(BaseModel):
     patience: int = Field(0, ge=0, description="probes without improvement before stopping early (0: never)")
     d_steps: int = Field(1, ge=1, le=100, description="discriminator updates per generator step (DP runs: several, each a private step)")
     mode_seeking: float = Field(0.0, ge=0, le=100, description="weight of MSGAN's mode-seeking term in the generator's loss: keeps a conditional generator from ignoring its noise (0: off)")
+    mode_seeking_cap: float = Field(0.0, ge=0, le=100, description="mode seeking pushes a pair of fakes apart only until they differ this many times as much as two real images of their class do: more would buy ink and contrast the data lacks (0: no cap; not with DP: it reads the real images)")
     r1: float = Field(0.0, ge=0, le=1000, description="weight γ of the R1 penalty (γ/2)·‖∇D(real)‖², every 4th step: keeps the discriminator smooth around the real images, so the generator does not drop modes (0: off; not with DP)")
     dp_epsilon: float | None = Field(None, gt=0, le=1000, description="train the discriminator with DP-SGD to spend this ε by the last step (default: no DP; turns the probe off; the dcgan's fields not given then take its DP recipe: batch 512, 3 D steps, width 32, 1,000 steps, EMA 0.99, mode seeking 0.15, no R1)")
     dp_delta: float | None = Field(None, gt=0, lt=1, description="δ of the DP guarantee (default: 1 / (10 x train images), below 1/n)")
@@ -63,6 +64,9 @@ class TrainParams(BaseModel):
     def _dp_in_one_process(self):
         if self.dp_epsilon and self.nproc > 1:
             raise ValueError("dp_epsilon: DP training runs in one process (nproc 1)")
+        if self.dp_epsilon and self.mode_seeking and self.mode_seeking_cap:
+            raise ValueError(f"mode_seeking_cap: {self.mode_seeking_cap} cannot be used with dp_epsilon (the cap is measured "
+                             f"on the real images, outside the guarantee); set it to 0")
         if self.dp_epsilon and self.r1:
             raise ValueError(f"r1: {self.r1} cannot be used with dp_epsilon (DP-SGD does not cover a gradient penalty); set it to 0")
         return self
@@ -75,7 +79,8 @@ class TrainParams(BaseModel):
                            ema_beta=self.ema_beta, augment=self.augment, seed=self.seed, log_every=log_every,
                            checkpoint_every=self.checkpoint_every, probe_every=0 if self.dp_epsilon else self.probe_every,
                            patience=0 if self.dp_epsilon else self.patience, dp_epsilon=self.dp_epsilon or 0.0,
-                           dp_delta=self.dp_delta or 0.0, d_steps=self.d_steps, mode_seeking=self.mode_seeking, r1=self.r1)
+                           dp_delta=self.dp_delta or 0.0, d_steps=self.d_steps, mode_seeking=self.mode_seeking,
+                           mode_seeking_cap=self.mode_seeking_cap, r1=self.r1)
 
 
 class MLPParams(TrainParams):
@@ -106,6 +111,7 @@ class DCGANParams(TrainParams):
     lr_schedule: Schedule = "cosine"
     probe_every: ProbeEvery = 1_000
     mode_seeking: float = Field(0.1, ge=0, le=100, description=TrainParams.model_fields["mode_seeking"].description)
+    mode_seeking_cap: float = Field(1.0, ge=0, le=100, description=TrainParams.model_fields["mode_seeking_cap"].description)
     r1: float = Field(1.0, ge=0, le=1000, description=TrainParams.model_fields["r1"].description)
 
     @model_validator(mode="before")
@@ -128,7 +134,7 @@ class DCGANParams(TrainParams):
 # noise in all; three private D steps per G step keep the noisy D from falling behind G; a
 # stronger mode-seeking term keeps G from collapsing onto what the noisy D lets through; and
 # the EMA follows the few (large) steps more closely. No R1: per-sample clipping does not cover it.
-DP_RECIPE = {"batch_size": 512, "d_steps": 3, "channels": 32, "steps": 1_000, "checkpoint_every": 200, "ema_beta": 0.99, "mode_seeking": 0.15, "r1": 0.0}
+DP_RECIPE = {"batch_size": 512, "d_steps": 3, "channels": 32, "steps": 1_000, "checkpoint_every": 200, "ema_beta": 0.99, "mode_seeking": 0.15, "mode_seeking_cap": 0.0, "r1": 0.0}
 
 
 MODELS: dict[str, type[TrainParams]] = {"mlp": MLPParams, "dcgan": DCGANParams}

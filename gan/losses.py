@@ -3,6 +3,8 @@ its noise."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -32,14 +34,41 @@ def paired(labels: torch.Tensor | None) -> torch.Tensor | None:
     return torch.cat([labels[:half], labels[:half], labels[2 * half:]])
 
 
-def mode_seeking(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def mode_seeking(fake: torch.Tensor, z: torch.Tensor, cap: float | None = None, eps: float = 1e-5) -> torch.Tensor:
     """The mode-seeking term of MSGAN (Mao et al. 2019), to add to G's loss: 1 / the mean ratio
     of image distance to noise distance over the pairs (i, i + B/2) of ``paired`` labels. Large
-    when G maps different noise to the same image (per-class collapse), small once it does not."""
+    when G maps different noise to the same image (per-class collapse), small once it does not.
+    With ``cap``, each pair's ratio counts up to ``cap`` (as DSGAN's τ, Yang et al. 2019): a pair
+    as far apart as that is left alone, so that G is not pushed to more ink or contrast than
+    the data has (``real_spread`` gives the real images' ratio)."""
     half = len(fake) // 2
     images = (fake[:half] - fake[half:2 * half]).abs().flatten(1).mean(1)
     noise = (z[:half] - z[half:2 * half]).abs().mean(1)
-    return 1.0 / ((images / noise).mean() + eps)
+    ratio = images / noise if cap is None else (images / noise).clamp(max=cap)
+    return 1.0 / (ratio.mean() + eps)
+
+
+# E|z_i − z_j| of two independent standard normals: z_i − z_j ~ N(0, 2), so √2 · √(2/π)
+NOISE_PAIR_DISTANCE = 2 / math.sqrt(math.pi)
+
+
+def real_spread(images: torch.Tensor, labels: torch.Tensor | None, pairs: int = 4_096, seed: int = 0) -> float:
+    """``mode_seeking``'s ratio for the real data: the mean per-pixel distance |x_i − x_j| (on
+    the [0, 1] scale) of ``pairs`` random pairs of real images (uint8 (N, C, H, W)) with the same
+    label (any two without labels), over ``NOISE_PAIR_DISTANCE``. Same seed, same value."""
+    gen = torch.Generator().manual_seed(seed)
+    images = images.cpu()
+    i = torch.randint(len(images), (pairs,), generator=gen)
+    if labels is None:
+        j = torch.randint(len(images), (pairs,), generator=gen)
+    else:  # a random image of i's class: classes sorted, a random offset into i's class's run
+        labels = labels.cpu()
+        order, counts = torch.argsort(labels, stable=True), torch.bincount(labels)
+        starts, li = torch.cumsum(counts, 0) - counts, labels[i]
+        offset = (torch.rand(pairs, generator=gen, dtype=torch.float64) * counts[li]).long()
+        j = order[starts[li] + torch.minimum(offset, counts[li] - 1)]
+    distance = (images[i].float() - images[j].float()).abs().flatten(1).mean(1).mean() / 255
+    return float(distance) / NOISE_PAIR_DISTANCE
 
 
 def r1_penalty(out_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from gan import checkpoint
 from gan.augment import augment, parse
 from gan.config import LEGACY
 from gan.dcgan import GROUP
-from gan.losses import LOSSES, d_loss, g_loss, mode_seeking, paired, r1_penalty
+from gan.losses import LOSSES, d_loss, g_loss, mode_seeking, paired, r1_penalty, real_spread
 from gan.models import ModelConfig, build
 from gan.private import Privacy, poisson_rows, private_discriminator, spent
 from gan.sampling import preview
@@ -53,6 +53,7 @@ class TrainConfig:
     patience: int = 0              # probes without improvement before stopping early (0: never)
     d_steps: int = 1               # discriminator updates per generator step (DP runs want several)
     mode_seeking: float = 0.0      # weight of MSGAN's mode-seeking term in G's loss (0: off)
+    mode_seeking_cap: float = 0.0  # > 0: a fake pair's ratio counts up to this × the real pairs' (0: uncapped)
     r1: float = 0.0                # γ of the R1 penalty on D at real images, every R1_EVERY-th step (0: off)
     dp_epsilon: float = 0.0        # > 0: train D with DP-SGD to spend this ε by the last step
     dp_delta: float = 0.0          # δ of the guarantee (0: 1 / (10 · train images))
@@ -89,7 +90,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"TrainConfig.{field} must be a positive integer, got {getattr(cfg, field)}")
     if not cfg.lr > 0:
         raise ValueError(f"TrainConfig.lr must be positive, got {cfg.lr}")
-    for field in ("mode_seeking", "r1"):
+    for field in ("mode_seeking", "mode_seeking_cap", "r1"):
         if not getattr(cfg, field) >= 0:
             raise ValueError(f"TrainConfig.{field} must be >= 0, got {getattr(cfg, field)}")
     if not 0 <= cfg.ema_beta < 1:
@@ -106,6 +107,9 @@ def validate(cfg: TrainConfig) -> None:
                          f"dp_max_grad_norm {cfg.dp_max_grad_norm} > 0")
     if cfg.dp_epsilon and cfg.r1:
         raise ValueError("TrainConfig.r1 must be 0 with dp_epsilon: DP-SGD's per-sample clipping does not cover a gradient penalty")
+    if cfg.dp_epsilon and cfg.mode_seeking and cfg.mode_seeking_cap:
+        raise ValueError("TrainConfig.mode_seeking_cap must be 0 with dp_epsilon: the cap is measured on real train "
+                         "images, outside the privacy guarantee")
     if cfg.dp_epsilon and cfg.probe_every:
         raise ValueError("TrainConfig.probe_every must be 0 with dp_epsilon: the probe selects on real train "
                          "images, outside the privacy guarantee")
@@ -157,6 +161,7 @@ class _Run:
         self.rng = torch.Generator(device if device.type == "cuda" else "cpu")
         self.rng.manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
         self.privacy = None
+        self.spread_cap: float | None = None  # mode seeking's cap, set by ``train`` from the real images
         if cfg.dp_epsilon:  # D and its optimiser through DP-SGD
             if self.size > 1 or (model.kind == "dcgan" and model.minibatch_std):
                 raise ValueError("DP training runs in one process (nproc 1), with ModelConfig.minibatch_std off "
@@ -232,6 +237,8 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     if model.conditional and labels is None:
         raise ValueError("a conditional model needs labels")
     run = _Run(cfg, model, device, len(images))
+    if cfg.mode_seeking and cfg.mode_seeking_cap:
+        run.spread_cap = cfg.mode_seeking_cap * real_spread(images, labels if model.conditional else None, seed=cfg.seed)
     if cfg.batch_size % run.size:
         raise ValueError(f"TrainConfig.batch_size {cfg.batch_size} must divide by the {run.size} ranks")
     if run.rank != 0:  # rank 0 alone logs, draws grids and writes checkpoints
@@ -320,7 +327,7 @@ def _step(run: _Run, cfg: TrainConfig, batch: int, model: ModelConfig, x_all, y_
         run.D.disable_hooks()  # no per-sample gradients of D in the G step
     loss_g = g_loss(cfg.loss, run.D(augment(fake, run.augment, run.rng), y_fake).float())  # reported
     run.opt_g.zero_grad(set_to_none=True)
-    (loss_g + cfg.mode_seeking * mode_seeking(fake.float(), z) if cfg.mode_seeking else loss_g).backward()
+    (loss_g + cfg.mode_seeking * mode_seeking(fake.float(), z, run.spread_cap) if cfg.mode_seeking else loss_g).backward()
     run.D.requires_grad_(True)
     if run.privacy is not None:
         run.D.enable_hooks()
