@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gan import checkpoint
-from gan.losses import mode_seeking, paired, r1_penalty
+from gan.losses import NOISE_PAIR_DISTANCE, mode_seeking, paired, r1_penalty, real_spread
 from gan.models import ModelConfig, build
 from gan.sampling import balanced_labels, chunk_rows, grid, sample, sample_seeds
 from gan.train import TrainConfig, train
@@ -292,6 +292,33 @@ def test_mode_seeking_pairs_labels_and_pushes_the_noise_apart():
     assert mode_seeking(G(z, y), z) < before
 
 
+def test_capped_mode_seeking_leaves_pairs_as_far_apart_as_real_ones_alone():
+    """DSGAN's cap: a pair of fakes whose ratio is over the cap adds no gradient (G is not
+    pushed to more ink than the data has); one under it still does."""
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    fake = torch.rand(8, 1, 2, 2, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    ratio = ((fake[:4] - fake[4:]).abs().flatten(1).mean(1) / (z[:4] - z[4:]).abs().mean(1)).detach()
+    assert float(mode_seeking(fake, z, cap=float(ratio.max()) + 1)) == pytest.approx(float(mode_seeking(fake, z)))
+    mode_seeking(fake, z, cap=float(ratio.min()) / 2).backward()
+    assert fake.grad.abs().max() == 0
+    cap = float(ratio.sort().values[1:3].mean())  # between the two middle pairs' ratios
+    mode_seeking(fake, z, cap=cap).backward()
+    moved = fake.grad.flatten(1).abs().sum(1)
+    below = torch.cat([ratio < cap, ratio < cap])
+    assert (moved[below] > 0).all() and (moved[~below] == 0).all()
+
+
+def test_real_spread_pairs_images_of_one_class():
+    """Identical images within each class: no spread between same-class pairs; across classes
+    the pixel distance over E|z_i − z_j| = 2/√π."""
+    images = torch.cat([torch.zeros(50, 1, 4, 4), torch.full((50, 1, 4, 4), 255.0)]).to(torch.uint8)
+    labels = torch.arange(100) // 50
+    assert real_spread(images, labels) == 0
+    unlabelled = real_spread(images, None)
+    assert 0.3 < unlabelled * NOISE_PAIR_DISTANCE < 0.7  # about half the pairs differ by 1 per pixel
+    assert unlabelled == real_spread(images, None) != real_spread(images, None, seed=1)
+
+
 def test_mode_seeking_trains_and_is_reproducible():
     x, y = toy_data()
     cfg = TrainConfig(**{**TINY.to_dict(), "mode_seeking": 1.0})
@@ -300,6 +327,11 @@ def test_mode_seeking_trains_and_is_reproducible():
     for key, value in a.ema.state_dict().items():
         assert torch.equal(value, b.ema.state_dict()[key]), key
     assert not torch.equal(a.generator.fc[0].weight, plain.generator.fc[0].weight)
+    capped = train(TrainConfig(**{**cfg.to_dict(), "mode_seeking_cap": 0.5}), model, x, y)
+    assert not torch.equal(a.generator.fc[0].weight, capped.generator.fc[0].weight)
+    dp = TrainConfig(**{**cfg.to_dict(), "mode_seeking_cap": 1.0, "dp_epsilon": 10.0, "probe_every": 0})
+    with pytest.raises(ValueError, match="mode_seeking_cap must be 0 with dp_epsilon"):
+        train(dp, model, x, y)
 
 
 def test_r1_penalty_is_the_squared_gradient_norm_of_d_at_the_real_images():

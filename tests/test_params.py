@@ -15,8 +15,9 @@ def test_each_model_brings_its_own_defaults():
     dcgan = VirtualizeParams(train={"model": "dcgan"}).train
     assert isinstance(dcgan, DCGANParams)
     assert (dcgan.steps, dcgan.batch_size, dcgan.lr, dcgan.lr_schedule, dcgan.probe_every, dcgan.width,
-            dcgan.mode_seeking, dcgan.r1) == (5_500, 64, 8e-4, "cosine", 1_000, 64, 0.1, 1.0)
+            dcgan.mode_seeking, dcgan.mode_seeking_cap, dcgan.r1) == (5_500, 64, 8e-4, "cosine", 1_000, 64, 0.1, 1.0, 1.0)
     assert dcgan.config().r1 == 1.0 and MLPParams().r1 == 0.0
+    assert dcgan.config().mode_seeking_cap == 1.0 and MLPParams().config().mode_seeking_cap == 0.0
     mlp = VirtualizeParams(train={"steps": 5}).train  # no model named: the default one
     assert isinstance(mlp, MLPParams) and (mlp.steps, mlp.lr, mlp.lr_schedule) == (5, 2e-4, "constant")
 
@@ -60,6 +61,9 @@ def test_a_dp_run_takes_the_dcgans_dp_recipe_where_it_sets_nothing():
     assert private.r1 == 0.0  # DP-SGD does not cover a gradient penalty: asking for both is refused
     with pytest.raises(ValueError, match="r1: 0.1 cannot be used with dp_epsilon"):
         DCGANParams(dp_epsilon=10, r1=0.1)
+    assert private.mode_seeking_cap == 0.0  # the cap is measured on the real images: not under DP
+    with pytest.raises(ValueError, match="mode_seeking_cap: 1.0 cannot be used with dp_epsilon"):
+        DCGANParams(dp_epsilon=10, mode_seeking_cap=1.0)
     snapshot = Snapshot("s", "f", "mnist", (1, 28, 28), 10_000, 10, 8_000, 2_000)
     dp, plain = model_config(snapshot, "dcgan", None, 32, private=True), model_config(snapshot, "dcgan", None, 64)
     assert (dp.d_convs, dp.minibatch_std, stages(dp)) == (1, False, 2)  # the model the DP recipe was measured with
