@@ -44,7 +44,7 @@ def test_unknown_model_lists_choices():
         build(ModelConfig(kind="dcgn"))
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0), ("mode_seeking", -1.0), ("r1", -0.1)])
+@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", -1), ("lr", 0.0), ("mode_seeking", -1.0), ("mode_seeking_cap", -1.0), ("r1", -0.1)])
 def test_bad_train_config_names_the_field(field, value):
     x, y = toy_data()
     cfg = TrainConfig(**{**TINY.to_dict(), field: value})
