@@ -100,8 +100,9 @@ class MLPParams(TrainParams):
 class DCGANParams(TrainParams):
     """The conditional conv GAN. Its budget (5,500 steps of 64: 17.1 and 18.1 minutes at 32x32 RGB
     on 2 CPU cores in two runs alone, for the three-stage model; the two-stage one had 8,000 and
-    reached less), mode-seeking and R1 weights, learning rate, schedule and probe come from measurements
-    on MNIST and colour MNIST (README, "Colour MNIST" and "How the DCGAN's settings were chosen")."""
+    reached less), mode-seeking weight and cap, R1 weight, learning rate, schedule and probe come from
+    measurements on MNIST and colour MNIST (README, "Colour MNIST", "Mode seeking's cap" and "How the
+    DCGAN's settings were chosen")."""
     model_config = ConfigDict(title="dcgan (conditional conv GAN)", extra="forbid")
     model: Literal["dcgan"] = Field("dcgan", description="the conditional conv GAN")
     channels: int = Field(64, ge=4, le=4096, description="dcgan: channels at the smallest resolution (halved at each up-sampling stage)")
