@@ -64,7 +64,7 @@ class TrainParams(BaseModel):
     def _dp_in_one_process(self):
         if self.dp_epsilon and self.nproc > 1:
             raise ValueError("dp_epsilon: DP training runs in one process (nproc 1)")
-        if self.dp_epsilon and self.mode_seeking and self.mode_seeking_cap:
+        if self.dp_epsilon and self.mode_seeking_cap:
             raise ValueError(f"mode_seeking_cap: {self.mode_seeking_cap} cannot be used with dp_epsilon (the cap is measured "
                              f"on the real images, outside the guarantee); set it to 0")
         if self.dp_epsilon and self.r1:

@@ -105,14 +105,11 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.dp_epsilon < 0 or cfg.dp_delta < 0 or cfg.dp_max_grad_norm <= 0:
         raise ValueError(f"TrainConfig: dp_epsilon {cfg.dp_epsilon} and dp_delta {cfg.dp_delta} must be >= 0 and "
                          f"dp_max_grad_norm {cfg.dp_max_grad_norm} > 0")
-    if cfg.dp_epsilon and cfg.r1:
-        raise ValueError("TrainConfig.r1 must be 0 with dp_epsilon: DP-SGD's per-sample clipping does not cover a gradient penalty")
-    if cfg.dp_epsilon and cfg.mode_seeking and cfg.mode_seeking_cap:
-        raise ValueError("TrainConfig.mode_seeking_cap must be 0 with dp_epsilon: the cap is measured on real train "
-                         "images, outside the privacy guarantee")
-    if cfg.dp_epsilon and cfg.probe_every:
-        raise ValueError("TrainConfig.probe_every must be 0 with dp_epsilon: the probe selects on real train "
-                         "images, outside the privacy guarantee")
+    for field, why in (("r1", "DP-SGD's per-sample clipping does not cover a gradient penalty"),
+                       ("mode_seeking_cap", "the cap is measured on real train images, outside the privacy guarantee"),
+                       ("probe_every", "the probe selects on real train images, outside the privacy guarantee")):
+        if cfg.dp_epsilon and getattr(cfg, field):
+            raise ValueError(f"TrainConfig.{field} must be 0 with dp_epsilon: {why}")
 
 
 def world() -> tuple[int, int]:
@@ -149,31 +146,30 @@ class _Run:
     and BatchNorm statistics) and draws its own shard of each batch from a rank-seeded RNG.
     """
 
-    def __init__(self, cfg: TrainConfig, model: ModelConfig, device: torch.device, n: int = 0):
+    def __init__(self, cfg: TrainConfig, model: ModelConfig, device: torch.device, images: torch.Tensor, labels):
         self.rank, self.size = world()
         self.G, self.D = (m.to(device) for m in build(model, seed=cfg.seed))
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.opt_g = _adam(self.G, cfg, device)
-        self.opt_d = _adam(self.D, cfg, device)
+        self.opt_g, self.opt_d = _adam(self.G, cfg, device), _adam(self.D, cfg, device)
         self.augment = parse(cfg.augment)
         # batches and noise are drawn where they are used: no host-to-device copy per step on
         # CUDA (there the stream is not the CPU's, so CPU reproducibility is what is promised)
         self.rng = torch.Generator(device if device.type == "cuda" else "cpu")
         self.rng.manual_seed(cfg.seed + 1 + 1_000_003 * self.rank)
         self.privacy = None
-        self.spread_cap: float | None = None  # mode seeking's cap, set by ``train`` from the real images
+        self.spread_cap = (cfg.mode_seeking_cap * real_spread(images, labels if model.conditional else None, seed=cfg.seed)
+                           if cfg.mode_seeking and cfg.mode_seeking_cap else None)  # mode seeking's cap
         if cfg.dp_epsilon:  # D and its optimiser through DP-SGD
             if self.size > 1 or (model.kind == "dcgan" and model.minibatch_std):
                 raise ValueError("DP training runs in one process (nproc 1), with ModelConfig.minibatch_std off "
                                  "(it mixes images: per-image clipping would not bound one image's influence)")
             self.D, self.opt_d, self.privacy = private_discriminator(
                 self.D, self.opt_d, cfg.dp_epsilon, cfg.dp_delta, cfg.dp_max_grad_norm, cfg.batch_size,
-                cfg.steps * cfg.d_steps, n, self.rng)  # the accountant counts D's updates
+                cfg.steps * cfg.d_steps, len(images), self.rng)  # the accountant counts D's updates
         elif device.type == "cuda":  # cuDNN's faster convolution layout (a no-op for the MLP)
             self.G, self.D = (m.to(memory_format=torch.channels_last) for m in (self.G, self.D))
-        self.step = 0
+        self.step = self.probes_since_best = 0
         self.best: tuple[float, int, dict] | None = None   # (score, step, EMA state)
-        self.probes_since_best = 0
 
     def state(self, cfg: TrainConfig, model: ModelConfig) -> dict:
         best = {} if self.best is None else {"best_score": self.best[0], "best_step": self.best[1],
@@ -236,9 +232,7 @@ def train(cfg: TrainConfig, model: ModelConfig, images: torch.Tensor,
     device = torch.device(device)
     if model.conditional and labels is None:
         raise ValueError("a conditional model needs labels")
-    run = _Run(cfg, model, device, len(images))
-    if cfg.mode_seeking and cfg.mode_seeking_cap:
-        run.spread_cap = cfg.mode_seeking_cap * real_spread(images, labels if model.conditional else None, seed=cfg.seed)
+    run = _Run(cfg, model, device, images, labels)
     if cfg.batch_size % run.size:
         raise ValueError(f"TrainConfig.batch_size {cfg.batch_size} must divide by the {run.size} ranks")
     if run.rank != 0:  # rank 0 alone logs, draws grids and writes checkpoints
