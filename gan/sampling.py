@@ -19,6 +19,7 @@ the same pixels. Schemes:
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -61,9 +62,13 @@ def splitmix64(seeds: torch.Tensor, count: int) -> torch.Tensor:
 def splitmix64_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
     """(n,) int64 seeds → (n, z_dim) float32 standard normals, row i from seed i alone."""
     words = splitmix64(seeds, (z_dim + 1) // 2)
+    # each word's high and low 32 bits, read as unsigned in place (one strided cast each, not a
+    # shift and a mask): a little-endian machine stores the low half first
+    low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
+    halves = words.view(torch.uint32)
     scale = 2.0 ** -32  # 32-bit integers + 1/2 → uniforms in (0, 1): never 0, the log is finite
-    radius = _shr(words, 32).double().add_(0.5).mul_(scale).log_().mul_(-2.0).sqrt_()
-    angle = words.bitwise_and_(0xFFFFFFFF).double().add_(0.5).mul_(2.0 * math.pi * scale)
+    radius = halves[:, high::2].double().add_(0.5).mul_(scale).log_().mul_(-2.0).sqrt_()
+    angle = halves[:, low::2].double().add_(0.5).mul_(2.0 * math.pi * scale)
     out = torch.empty(len(words), 2 * words.shape[1], device=words.device)  # float32: cast on write
     out[:, 0::2] = torch.cos(angle).mul_(radius)
     out[:, 1::2] = angle.sin_().mul_(radius)

@@ -78,7 +78,8 @@ def training_figure(history: dict[str, list[tuple[int, float]]], best_step: int 
         right.legend(loc="upper center", fontsize=8)
     if best_step is not None:
         ax.axvline(best_step, color="k", linestyle="--", linewidth=1, label=f"selected step {best_step}")
-    ax.legend(loc="upper right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a run with no losses logged and no selected step has none
+        ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

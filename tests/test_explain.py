@@ -4,6 +4,7 @@ per-class chart carries the report's values."""
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -17,7 +18,7 @@ from gan.features import ClassifierConfig, extract
 from gan.sampling import sample_seeds
 from gan.train import TrainConfig
 from tasks.evaluate import evaluate
-from tasks.explain import PAIRS, STEPS
+from tasks.explain import PAIRS, STEPS, training_figure
 from tasks.features import extractor_for
 from tasks.ingest import ingest
 from tasks.train import train_gan
@@ -90,3 +91,11 @@ def test_per_class_chart_carries_the_reports_values(panels):
     assert "training.png" not in page and page.count("data:image/png;base64,") >= 6  # self-contained
     for key in ("fid_like", "tstr_accuracy", "mia_auc"):
         assert f"<td>{key}</td>" in page
+
+
+def test_training_figure_of_a_run_with_nothing_logged_draws_without_a_warning(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned "No artists with labels found to put in legend"
+        training_figure({}, None, tmp_path / "empty.png")
+        training_figure({"loss_d": [(1, 0.7), (2, 0.6)]}, 2, tmp_path / "losses.png")
+    assert Image.open(tmp_path / "empty.png").size == Image.open(tmp_path / "losses.png").size
