@@ -145,7 +145,8 @@ def replace_near_copies(G, n: int, seed: int, flagged: list[int], too_near, trie
                 break
         else:
             raise NearCopies(f"image {i} and {tries} replacement seeds were all near copies of real records: the "
-                             f"generator recalls its training data; nothing was published")
+                             f"generator recalls its training data (or the data is noise-like, where any smooth "
+                             f"sample is nearer a record than real records are to each other); nothing was published")
     return replaced
 
 
