@@ -298,7 +298,7 @@ def test_capped_mode_seeking_leaves_pairs_as_far_apart_as_real_ones_alone():
     z = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     fake = torch.rand(8, 1, 2, 2, generator=torch.Generator().manual_seed(1)).requires_grad_()
     ratio = ((fake[:4] - fake[4:]).abs().flatten(1).mean(1) / (z[:4] - z[4:]).abs().mean(1)).detach()
-    assert float(mode_seeking(fake, z, cap=float(ratio.max()) + 1)) == pytest.approx(float(mode_seeking(fake, z)))
+    assert mode_seeking(fake, z, cap=float(ratio.max()) + 1).item() == pytest.approx(mode_seeking(fake, z).item())
     mode_seeking(fake, z, cap=float(ratio.min()) / 2).backward()
     assert fake.grad.abs().max() == 0
     cap = float(ratio.sort().values[1:3].mean())  # between the two middle pairs' ratios
