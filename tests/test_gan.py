@@ -342,12 +342,12 @@ def test_r1_penalty_is_the_squared_gradient_norm_of_d_at_the_real_images():
     real = torch.rand(5, 3, 2, 2, requires_grad=True)
     out = real.flatten(1) @ w + real.flatten(1).pow(2).sum(1)    # ∇ₓ = w + 2x, per image
     expected = (w + 2 * real.detach().flatten(1)).pow(2).sum(1).mean()
-    assert float(r1_penalty(out, real)) == pytest.approx(float(expected), rel=1e-6)
+    assert r1_penalty(out, real).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def _d_slope(D, x, y) -> float:
     x = x.float().div(255).requires_grad_(True)
-    return float(r1_penalty(D(x, y), x))
+    return r1_penalty(D(x, y), x).item()
 
 
 def test_r1_trains_reproducibly_and_keeps_d_flat_at_the_real_images():
