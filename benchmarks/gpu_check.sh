@@ -3,7 +3,7 @@
 # with CUDA, numpy, pillow, scikit-learn and pydantic; not Prefect or MLflow.
 #   1. training throughput of both 28-px models against the plain loop, bf16 autocast
 #   2. the DCGAN's training cost per image at 28, 32, 64 and 128 px (images/s, ratio to 28 px)
-#   3. sampling against a plain batched forward, both noise schemes
+#   3. sampling against a plain batched forward, every noise scheme
 #   4. colour MNIST at 64x64 RGB (benchmarks.colour_mnist) trained on the GPU to its quality bar
 #      (TSTR >= 0.90, fid_like <= 4x floor), scored like `ganvirt run`: minutes and the scores
 #   OUT=/tmp/out MNIST=../shared/data/mnist bash benchmarks/gpu_check.sh

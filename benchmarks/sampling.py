@@ -2,11 +2,11 @@
 
 ``gan.sampling.sample_seeds`` keeps "image i depends only on seed + i" (per-seed noise, fixed
 chunks, uint8 out). Its cost is measured against the plain way to run the generator: batches of
-500, ``torch.randn`` noise, inference mode, float out. Both schemes are timed, the vectorised
-``splitmix64`` (generators trained now) and the older one ``torch.Generator`` per seed
-(generators registered before it). The three run alternately, in rounds, in one process; the
-figures are medians; ``paired_ratio`` is the median over rounds of each scheme's rate over the plain
-forward's in the same round (target: ``splitmix64`` ≥ 0.8x).
+500, ``torch.randn`` noise, inference mode, float out. Every noise scheme is timed: the default
+``splitmix64-quantile16`` (generators trained now), ``splitmix64`` with Box-Muller and the oldest,
+one ``torch.Generator`` per seed (generators registered before them). All run alternately, in
+rounds, in one process; the figures are medians; ``paired_ratio`` is the median over rounds of each
+scheme's rate over the plain forward's in the same round (target: the default scheme ≥ 0.8x).
 
     .venv/bin/python -m benchmarks.sampling [--device cuda] [--n 10000] [--rounds 5]
 """
@@ -24,7 +24,7 @@ import torch
 
 from benchmarks.common import figure, machine, sync, write
 from gan.models import ModelConfig, build
-from gan.sampling import balanced_labels, sample_seeds
+from gan.sampling import NOISE, balanced_labels, sample_seeds
 
 MODELS = {  # the 28-px models of `make run` and of MNIST
     "mlp": ModelConfig(kind="mlp", channels=1, height=28, width=28, num_classes=10, hidden=128),
@@ -32,6 +32,7 @@ MODELS = {  # the 28-px models of `make run` and of MNIST
     "dcgan64": ModelConfig(kind="dcgan", channels=3, height=64, width=64, num_classes=10, hidden=64),
 }
 TARGET = 0.8
+DEFAULT = ModelConfig().noise
 
 
 @torch.inference_mode()
@@ -61,13 +62,12 @@ def main() -> None:
     device = torch.device(args.device)
     figures = []
     for name in args.models.split(","):
-        new = build(MODELS[name], seed=0)[0].to(device).eval()
-        old = build(dataclasses.replace(MODELS[name], noise="torch-generator"), seed=0)[0].to(device).eval()
         n = {"mlp": 2 * args.n, "dcgan": args.n // 2, "dcgan64": args.n // 20}[name]  # 0.1-0.5 s a call
         seeds, labels = np.arange(n), balanced_labels(n, 10)
-        calls = {"plain": partial(plain, new, n, device),
-                 "splitmix64": partial(sample_seeds, new, seeds, labels),
-                 "torch-generator": partial(sample_seeds, old, seeds, labels)}
+        models = {scheme: build(dataclasses.replace(MODELS[name], noise=scheme), seed=0)[0].to(device).eval()
+                  for scheme in NOISE}  # the default first
+        calls = {"plain": partial(plain, models[DEFAULT], n, device)}
+        calls |= {scheme: partial(sample_seeds, G, seeds, labels) for scheme, G in models.items()}
         for fn in calls.values():  # warm up
             fn()
         rates = {k: [] for k in calls}
@@ -75,18 +75,18 @@ def main() -> None:
             for key, fn in calls.items():
                 rates[key].append(rate(fn, n, device))
         med = {k: statistics.median(v) for k, v in rates.items()}
-        for scheme in ("splitmix64", "torch-generator"):
+        for scheme in NOISE:
             # this machine's speed drifts within seconds: the ratio is the median of each round's
             # ratio to the plain forward timed just before it
             paired = statistics.median(o / p for o, p in zip(rates[scheme], rates["plain"]))
             f = figure(f"{name}.sampling.{scheme}", med[scheme], "images/s (uint8, per-seed noise, fixed chunks)",
                        baseline=med["plain"]) | {"paired_ratio": round(paired, 3)}
-            if scheme == "splitmix64":
+            if scheme == DEFAULT:
                 f |= {"target_ratio": TARGET, "meets_target": paired >= TARGET}
             figures.append(f)
-        print(f"{name}: plain {med['plain']:,.0f} img/s, splitmix64 {med['splitmix64']:,.0f} "
-              f"(paired {figures[-2]['paired_ratio']:.2f}x), torch-generator {med['torch-generator']:,.0f} "
-              f"(paired {figures[-1]['paired_ratio']:.2f}x)", flush=True)
+        print(f"{name}: plain {med['plain']:,.0f} img/s, " + ", ".join(
+            f"{f['name'].split('.')[-1]} {f['value']:,.0f} (paired {f['paired_ratio']:.2f}x)"
+            for f in figures[-len(NOISE):]), flush=True)
     write("sampling" + ("" if device.type == "cpu" else f"-{device.type}"), figures, machine(device))
 
 

@@ -18,7 +18,7 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral normalisation of D's layers (Miyato et al. 2018)
     stages: int = 0         # dcgan: up-/down-sampling stages (0: follow the resolution, see gan.dcgan)
     min_stages: int = 3     # dcgan: the fewest stages when they follow the resolution (3: a 4x4 base up to 32 px)
-    noise: str = "splitmix64"  # how a seed becomes noise: a key of gan.sampling.NOISE
+    noise: str = "splitmix64-quantile16"  # how a seed becomes noise: a key of gan.sampling.NOISE
     d_convs: int = 2        # dcgan: D's convolutions per stage (1: the stride-2 one; 2: and a 3x3 after it)
     minibatch_std: bool = True  # dcgan: D sees the spread of each group of 4 images (not under DP)
     latent_modulation: bool = True  # dcgan: each G stage's BatchNorm gain and bias follow the noise and label

@@ -5,7 +5,12 @@ Each image's noise comes from its seed alone, by the generator's noise scheme
 the batch a caller asks for never changes an image: one row at a time or a million at once give
 the same pixels. Schemes:
 
-- ``splitmix64`` (generators trained since the scheme was added): row i holds the first
+- ``splitmix64-quantile16`` (generators trained now): row i holds the first ⌈z_dim/4⌉ outputs
+  of the SplitMix64 generator below, seeded with seed i, each cut into four 16-bit numbers (least
+  significant first); number k picks the normal quantile Φ⁻¹((k + ½) / 2¹⁶), the middle of the
+  k-th of 65,536 equally likely cells. Integer steps and a table lookup only: exact on every
+  device, no float64, a quarter of the generator's outputs per row, ~3x cheaper than Box-Muller.
+- ``splitmix64`` (generators trained between the two): row i holds the first
   ⌈z_dim/2⌉ outputs of a SplitMix64 generator seeded with seed i (Steele, Lea & Flood 2014, the
   seeding generator of Java's SplittableRandom and of xoshiro), each split into two 32-bit
   uniforms and turned into two normals by Box-Muller. It is counter-based (output j is a hash of
@@ -18,7 +23,9 @@ the same pixels. Schemes:
 
 from __future__ import annotations
 
+import functools
 import math
+import statistics
 import sys
 
 import numpy as np
@@ -28,7 +35,8 @@ from torch import nn
 # rows per forward pass; fixed per scheme and model so that matmul shapes never depend on n. The
 # older scheme keeps the chunk its datasets were published with; the MLP's matmuls want more rows
 # (512: 1.3x the images/s of 256), the DCGAN's convolutions fewer (512 is slower than 64: cache)
-CHUNK = {("splitmix64", "mlp"): 512, ("splitmix64", "dcgan"): 64}
+CHUNK = {("splitmix64-quantile16", "mlp"): 512, ("splitmix64-quantile16", "dcgan"): 64,
+         ("splitmix64", "mlp"): 512, ("splitmix64", "dcgan"): 64}
 OLD_CHUNK = 64
 NOISE_BLOCK = 4096  # seeds whose noise is computed in one vectorised pass
 
@@ -75,6 +83,27 @@ def splitmix64_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
     return out[:, :z_dim]
 
 
+@functools.cache
+def normal_quantiles(bits: int = 16) -> torch.Tensor:
+    """(2**bits,) float32: Φ⁻¹((k + ½) / 2**bits), the standard normal's median of each of its
+    2**bits equally likely cells. The standard library computes them in float64 (Wichura's AS241:
+    arithmetic, sqrt and log, which are correctly rounded on every platform we know of; a test pins
+    the table's digest), rounded to float32."""
+    inv, cells = statistics.NormalDist().inv_cdf, 1 << bits
+    return torch.tensor([inv((k + 0.5) / cells) for k in range(cells)], dtype=torch.float64).float()
+
+
+def quantile_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
+    """(n,) int64 seeds → (n, z_dim) float32 normals, row i from seed i alone: the four 16-bit
+    numbers of each SplitMix64 word, least significant first, each looked up in ``normal_quantiles``."""
+    words = splitmix64(seeds, (z_dim + 3) // 4)
+    cells = words.view(torch.uint16)  # (n, 4·words): in memory order, low half first on little-endian
+    if sys.byteorder == "big":
+        cells = cells.view(len(words), -1, 4).flip(2).reshape(len(words), -1)
+    index = cells[:, :z_dim].int().reshape(-1)  # index_select takes int32; uint16 does not index
+    return normal_quantiles().to(seeds.device).index_select(0, index).view(len(seeds), z_dim)
+
+
 def torch_generator_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
     """The older scheme: one ``torch.Generator`` per seed (on the CPU)."""
     out = torch.empty(len(seeds), z_dim)
@@ -83,10 +112,11 @@ def torch_generator_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
     return out.to(seeds.device)
 
 
-NOISE = {"splitmix64": splitmix64_noise, "torch-generator": torch_generator_noise}
+NOISE = {"splitmix64-quantile16": quantile_noise, "splitmix64": splitmix64_noise,
+         "torch-generator": torch_generator_noise}
 
 
-def noise_for_seeds(seeds: np.ndarray, z_dim: int, scheme: str = "splitmix64",
+def noise_for_seeds(seeds: np.ndarray, z_dim: int, scheme: str = "splitmix64-quantile16",
                     device: torch.device | str = "cpu") -> torch.Tensor:
     """(n,) non-negative integer seeds → (n, z_dim) standard-normal noise, row i from seed i
     alone, by ``scheme`` (a key of ``NOISE``), on ``device``. Computed in padded blocks of
@@ -101,7 +131,7 @@ def noise_for_seeds(seeds: np.ndarray, z_dim: int, scheme: str = "splitmix64",
         block = seeds[start:start + NOISE_BLOCK]
         padded = torch.zeros(NOISE_BLOCK, dtype=torch.int64, device=device)
         padded[:len(block)] = block
-        out[start:start + len(block)] = splitmix64_noise(padded, z_dim)[:len(block)]
+        out[start:start + len(block)] = NOISE[scheme](padded, z_dim)[:len(block)]
     return out
 
 

@@ -201,7 +201,7 @@ def test_virtual_dataset_pulled_on_two_homes_is_identical(published, tmp_path, c
     where = capsys.readouterr().out.split()[-1]
     m = catalog.verify(where)
     assert m["virtual"] and set(m["files"]) == {"preview.png"} and m["shape"][0] == 10_000
-    assert m["noise"] == "splitmix64"  # the scheme that reproduces it, named
+    assert m["noise"] == "splitmix64-quantile16"  # the scheme that reproduces it, named
     assert os.path.getsize(os.path.join(where, "manifest.json")) < 10_000  # kilobytes, not megabytes
     home = settings.home()
     copy = tmp_path / "home-copy"

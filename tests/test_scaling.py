@@ -1,11 +1,12 @@
 """Models that follow the image size, and sampling noise that is vectorised yet per seed.
 
-The DCGAN and the extractor grow a stage per doubling of the image; the SplitMix64 noise scheme
-is checked bit for bit against the reference algorithm written in plain Python; generators and
+The DCGAN and the extractor grow a stage per doubling of the image; the SplitMix64 noise schemes
+are checked bit for bit against the reference algorithm written in plain Python; generators and
 virtual datasets published before these changes (fixtures in tests/data, written by the code of
 that time) still load and pull bit-exact.
 """
 
+import hashlib
 import json
 import math
 from dataclasses import replace
@@ -26,6 +27,8 @@ from gan.models import build
 from gan.sampling import (
     balanced_labels,
     noise_for_seeds,
+    normal_quantiles,
+    quantile_noise,
     sample_seeds,
     splitmix64,
     splitmix64_noise,
@@ -103,16 +106,38 @@ def test_splitmix64_is_the_published_generator():
         assert [v & MASK for v in row] == splitmix64_reference(seed, 5)
 
 
-def test_splitmix64_noise_is_standard_normal_and_per_seed():
-    z = noise_for_seeds(np.arange(20_000), 100)
+@pytest.mark.parametrize("scheme", ["splitmix64-quantile16", "splitmix64"])
+def test_splitmix64_noise_is_standard_normal_and_per_seed(scheme):
+    z = noise_for_seeds(np.arange(20_000), 100, scheme)
     assert z.dtype == torch.float32 and z.shape == (20_000, 100)
     assert abs(float(z.mean())) < 0.003 and abs(float(z.std()) - 1) < 0.003
     assert abs(float((z[:, :-1] * z[:, 1:]).mean())) < 0.003  # neighbouring entries uncorrelated
     # any request of a seed gives its row: alone, at another position, in another block
     pick = np.array([19_999, 5, 4_096, 4_095, 12_345])
-    np.testing.assert_array_equal(noise_for_seeds(pick, 100).numpy(), z[pick].numpy())
+    np.testing.assert_array_equal(noise_for_seeds(pick, 100, scheme).numpy(), z[pick].numpy())
     with pytest.raises(ValueError, match="unknown noise scheme 'philox'"):
         noise_for_seeds(pick, 100, "philox")
+
+
+def test_normal_quantiles_are_the_cell_medians_and_never_change():
+    """Every image published under ``splitmix64-quantile16`` depends on this table: its digest
+    is pinned, so a platform or Python whose float64 arithmetic gives another table fails here
+    instead of pulling other pixels."""
+    table = normal_quantiles()
+    assert table.dtype == torch.float32 and table.shape == (65_536,)
+    assert torch.equal(table, -table.flip(0)) and bool((table.diff() > 0).all())  # symmetric, increasing
+    assert table[0] == pytest.approx(-4.3249, abs=1e-4) and table[32_768] == pytest.approx(1.9123e-5, rel=1e-3)
+    assert hashlib.sha256(table.numpy().tobytes()).hexdigest() == (
+        "1cfbba1e07e34386a57626f82aeb43e6ed54ba70a3ea6b7d964dc66a841074a8")
+
+
+def test_quantile_noise_is_the_reference_generator_cut_in_16_bit_cells():
+    seeds = [0, 1, 7, 123_456_789, 2**40 + 3, 2**63 - 1]
+    table = normal_quantiles().tolist()
+    z = quantile_noise(torch.tensor(seeds), 10)  # 10: three words, the last one's top two cells unused
+    for row, seed in zip(z.tolist(), seeds):
+        cells = [(w >> shift) & 0xFFFF for w in splitmix64_reference(seed, 3) for shift in (0, 16, 32, 48)]
+        assert row == [table[k] for k in cells[:10]]
 
 
 def test_splitmix64_noise_keeps_the_values_of_its_first_formula():
@@ -133,8 +158,10 @@ def test_schemes_give_other_pixels_and_stored_configs_keep_theirs():
     G, _ = build(cfg, seed=1)
     legacy, _ = build(ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k not in ("noise", "stages")}), seed=1)
     labels = balanced_labels(50, 3)
-    assert G.cfg.noise == "splitmix64" and legacy.cfg.noise == "torch-generator"
-    assert not np.array_equal(sample_seeds(G, np.arange(50), labels), sample_seeds(legacy, np.arange(50), labels))
+    box_muller, _ = build(replace(cfg, noise="splitmix64"), seed=1)
+    assert G.cfg.noise == "splitmix64-quantile16" and legacy.cfg.noise == "torch-generator"
+    images = [sample_seeds(model, np.arange(50), labels) for model in (G, box_muller, legacy)]
+    assert not any(np.array_equal(a, b) for i, a in enumerate(images) for b in images[i + 1:])
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg  # a config stored today reads back as itself
     with pytest.raises(ValueError, match="non-negative"):
         sample_seeds(G, np.array([-1]), labels[:1])
@@ -236,6 +263,6 @@ def test_latent_modulation_starts_as_batchnorm_and_learns_from_the_noise():
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8))
     res = train(TrainConfig(steps=3, batch_size=8, grid_every=0, checkpoint_every=0), cfg, x, torch.arange(16) % 10)
-    assert all(float(m.weight.abs().sum()) > 0 for m in res.generator.modulation)
+    assert all(m.weight.abs().sum().item() > 0 for m in res.generator.modulation)
     stored = {k: v for k, v in cfg.to_dict().items() if k != "latent_modulation"}
     assert ModelConfig.from_dict(stored).latent_modulation is False
