@@ -65,7 +65,7 @@ def main() -> None:
         n = {"mlp": 2 * args.n, "dcgan": args.n // 2, "dcgan64": args.n // 20}[name]  # 0.1-0.5 s a call
         seeds, labels = np.arange(n), balanced_labels(n, 10)
         models = {scheme: build(dataclasses.replace(MODELS[name], noise=scheme), seed=0)[0].to(device).eval()
-                  for scheme in NOISE}  # the default first
+                  for scheme in NOISE}
         calls = {"plain": partial(plain, models[DEFAULT], n, device)}
         calls |= {scheme: partial(sample_seeds, G, seeds, labels) for scheme, G in models.items()}
         for fn in calls.values():  # warm up

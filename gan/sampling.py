@@ -86,9 +86,9 @@ def splitmix64_noise(seeds: torch.Tensor, z_dim: int) -> torch.Tensor:
 @functools.cache
 def normal_quantiles(bits: int = 16) -> torch.Tensor:
     """(2**bits,) float32: Φ⁻¹((k + ½) / 2**bits), the standard normal's median of each of its
-    2**bits equally likely cells. The standard library computes them in float64 (Wichura's AS241:
-    arithmetic, sqrt and log, which are correctly rounded on every platform we know of; a test pins
-    the table's digest), rounded to float32."""
+    2**bits equally likely cells, computed in float64 by the standard library (Wichura's AS241:
+    arithmetic, sqrt and the C library's log) and rounded to float32. A test pins the table's
+    digest, so a platform whose log gives another table fails it instead of sampling other pixels."""
     inv, cells = statistics.NormalDist().inv_cdf, 1 << bits
     return torch.tensor([inv((k + 0.5) / cells) for k in range(cells)], dtype=torch.float64).float()
 
