@@ -4,12 +4,14 @@ The conditional DCGAN of ``ganvirt run`` (its default width, batch, R1 and mode 
 on random images of each shape: 28x28 grey (MNIST, the baseline), 32x32 and 64x64 RGB (colour
 MNIST), 128x128 RGB on CUDA. Shapes alternate in rounds in one process; each round times the
 steps between two loss reports after a warm-up, and the figures are medians, with each shape's
-ratio to the 28-px cost of the same round. One more row, ``32px-rgb-former-d-pass``, times the
-32-px model in the same rounds with D's minibatch std as it was before stop 28 (reals and fakes
-in two D calls, the spread by ``Tensor.var``): today's 32-px row against it is that change's
-speed-up.
+ratio to the 28-px cost of the same round. Two more rows time another 32-px step in the same
+rounds: ``32px-rgb-former-d-pass`` with D's minibatch std as before stop 28 (reals and fakes in
+two D calls, the spread by ``Tensor.var``; today's 32-px row against it is that change's gain),
+and ``32px-rgb-r1-every-16`` with the R1 penalty every 16th step (weighted by 16, StyleGAN2's
+interval) instead of every 4th: what R1's laziness could save, tried on colour MNIST and not
+adopted (README, "Lazier R1").
 
-    .venv/bin/python -m benchmarks.scaling [--device cuda] [--steps 40] [--rounds 5]
+    .venv/bin/python -m benchmarks.scaling [--device cuda] [--steps 48] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from gan.models import ModelConfig
 from gan.train import train
 
 SHAPES = {"28px-grey": (1, 28, 28), "32px-rgb": (3, 32, 32), "32px-rgb-former-d-pass": (3, 32, 32),
-          "64px-rgb": (3, 64, 64), "128px-rgb": (3, 128, 128)}
+          "32px-rgb-r1-every-16": (3, 32, 32), "64px-rgb": (3, 64, 64), "128px-rgb": (3, 128, 128)}
+VARIANT = {"32px-rgb-former-d-pass": "former-d-pass", "32px-rgb-r1-every-16": "r1-every-16"}  # rows timing another step
 
 
 def former_group_std(f: torch.Tensor) -> torch.Tensor:
@@ -42,9 +45,11 @@ def former_group_std(f: torch.Tensor) -> torch.Tensor:
     return std.to(f.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, *f.shape[2:])
 
 
-def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.device, former: bool = False) -> float:
+def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.device, variant: str = "") -> float:
     """Seconds per training image of the default DCGAN on ``shape``, timed between the reports
-    at steps ``steps`` and ``2 * steps`` (the first ``steps`` warm up)."""
+    at steps ``steps`` and ``2 * steps`` (the first ``steps`` warm up; a multiple of R1's
+    interval puts the same share of R1 steps in every window). ``variant``: "former-d-pass"
+    or "r1-every-16", the step so changed."""
     p = DCGANParams()
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (2_000, *shape), generator=g, dtype=torch.uint8)
@@ -60,8 +65,11 @@ def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.dev
             sync(device)
             marks[step] = time.perf_counter()
 
-    if former:  # a GROUP no batch is a multiple of: two D calls, as before
+    if variant == "former-d-pass":  # a GROUP no batch is a multiple of: two D calls, as before
         with mock.patch.object(dcgan, "group_std", former_group_std), mock.patch.object(training, "GROUP", 10**9 + 7):
+            train(cfg, model, x, y, device=device, report=report)
+    elif variant == "r1-every-16":
+        with mock.patch.object(training, "R1_EVERY", 16):
             train(cfg, model, x, y, device=device, report=report)
     else:
         train(cfg, model, x, y, device=device, report=report)
@@ -71,7 +79,8 @@ def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.dev
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--steps", type=int, default=40, help="timed steps per shape and round (after as many warm-up steps)")
+    ap.add_argument("--steps", type=int, default=48, help="timed steps per shape and round (after as many warm-up steps; "
+                    "a multiple of 16, R1's interval)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -79,7 +88,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in shapes}
     for _ in range(args.rounds):
         for name, shape in shapes.items():
-            times[name].append(seconds_per_image(shape, args.steps, device, former="former" in name))
+            times[name].append(seconds_per_image(shape, args.steps, device, variant=VARIANT.get(name, "")))
     base = "28px-grey"
     figures = []
     for name in shapes:

@@ -32,7 +32,7 @@ from gan.sampling import preview
 from gan.schedule import SCHEDULES, lr_at
 
 LR_SCHEDULES = SCHEDULES
-R1_EVERY = 4  # steps between R1 penalties, each weighted by 4 (lazy regularisation, StyleGAN2)
+R1_EVERY = 4  # steps between R1 penalties, each weighted by 4 (lazy, as StyleGAN2; its 16 cost quality: README "Lazier R1")
 
 
 @dataclass(frozen=True)
