@@ -17,7 +17,7 @@ nvidia-smi -L 2>/dev/null
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())"
 timeout 150 $PY -u -m benchmarks.throughput --device "$DEVICE" --seconds "$SECONDS_PER" > "$OUT/throughput.log" 2>&1
 grep "img/s" "$OUT/throughput.log"; tail -2 "$OUT/throughput.log"
-timeout 120 $PY -u -m benchmarks.scaling --device "$DEVICE" --steps 50 --rounds 3 > "$OUT/scaling.log" 2>&1
+timeout 120 $PY -u -m benchmarks.scaling --device "$DEVICE" --steps 48 --rounds 3 > "$OUT/scaling.log" 2>&1
 grep "ms/image" "$OUT/scaling.log"; tail -2 "$OUT/scaling.log"
 timeout 90 $PY -u -m benchmarks.sampling --device "$DEVICE" --rounds 5 > "$OUT/sampling.log" 2>&1
 grep "paired" "$OUT/sampling.log"; tail -2 "$OUT/sampling.log"
