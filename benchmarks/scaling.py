@@ -17,6 +17,7 @@ adopted (README, "Lazier R1").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import statistics
@@ -34,7 +35,6 @@ from gan.train import train
 
 SHAPES = {"28px-grey": (1, 28, 28), "32px-rgb": (3, 32, 32), "32px-rgb-former-d-pass": (3, 32, 32),
           "32px-rgb-r1-every-16": (3, 32, 32), "64px-rgb": (3, 64, 64), "128px-rgb": (3, 128, 128)}
-VARIANT = {"32px-rgb-former-d-pass": "former-d-pass", "32px-rgb-r1-every-16": "r1-every-16"}  # rows timing another step
 
 
 def former_group_std(f: torch.Tensor) -> torch.Tensor:
@@ -45,11 +45,19 @@ def former_group_std(f: torch.Tensor) -> torch.Tensor:
     return std.to(f.dtype).repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, *f.shape[2:])
 
 
-def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.device, variant: str = "") -> float:
+# rows timing another step: (module, name, value) patched for their training run
+VARIANTS = {
+    # the former D pass: its spread by Tensor.var, and a GROUP no batch is a multiple of (two D calls)
+    "32px-rgb-former-d-pass": [(dcgan, "group_std", former_group_std), (training, "GROUP", 10**9 + 7)],
+    "32px-rgb-r1-every-16": [(training, "R1_EVERY", 16)],
+}
+
+
+def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.device, patches=()) -> float:
     """Seconds per training image of the default DCGAN on ``shape``, timed between the reports
     at steps ``steps`` and ``2 * steps`` (the first ``steps`` warm up; a multiple of R1's
-    interval puts the same share of R1 steps in every window). ``variant``: "former-d-pass"
-    or "r1-every-16", the step so changed."""
+    interval puts the same share of R1 steps in every window), with ``patches`` (a ``VARIANTS``
+    entry) applied."""
     p = DCGANParams()
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (2_000, *shape), generator=g, dtype=torch.uint8)
@@ -65,13 +73,9 @@ def seconds_per_image(shape: tuple[int, int, int], steps: int, device: torch.dev
             sync(device)
             marks[step] = time.perf_counter()
 
-    if variant == "former-d-pass":  # a GROUP no batch is a multiple of: two D calls, as before
-        with mock.patch.object(dcgan, "group_std", former_group_std), mock.patch.object(training, "GROUP", 10**9 + 7):
-            train(cfg, model, x, y, device=device, report=report)
-    elif variant == "r1-every-16":
-        with mock.patch.object(training, "R1_EVERY", 16):
-            train(cfg, model, x, y, device=device, report=report)
-    else:
+    with contextlib.ExitStack() as stack:
+        for module, name, value in patches:
+            stack.enter_context(mock.patch.object(module, name, value))
         train(cfg, model, x, y, device=device, report=report)
     return (marks[2 * steps] - marks[steps]) / (steps * cfg.batch_size)
 
@@ -88,7 +92,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in shapes}
     for _ in range(args.rounds):
         for name, shape in shapes.items():
-            times[name].append(seconds_per_image(shape, args.steps, device, variant=VARIANT.get(name, "")))
+            times[name].append(seconds_per_image(shape, args.steps, device, VARIANTS.get(name, ())))
     base = "28px-grey"
     figures = []
     for name in shapes:
