@@ -22,7 +22,7 @@ class ExtractorModel(PythonModel):
         self.model.load_state_dict(state)
         self.model.eval().requires_grad_(False)
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         from gan.features import extract
 
         return extract(self.model, np.asarray(model_input, dtype=np.uint8))

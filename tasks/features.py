@@ -83,6 +83,7 @@ def register_extractor(name: str, snapshot: Snapshot, cfg: EvalConfig, model: Sm
             code_paths=[str(Path(gan.__file__).parent)],
             signature=ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, c_, h, w))]),
                                      outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, cfg.classifier.feature_dim))])),
+            input_example=np.zeros((1, c_, h, w), dtype=np.uint8),  # a blank image: no real pixels in the registry
             pip_requirements=[TORCH, "numpy"])
     mv = mlflow.register_model(info.model_uri, registered, tags={"extractor_hash": digest,
                                                                    "snapshot": snapshot.fingerprint})

@@ -108,6 +108,7 @@ def test_extractor_is_pinned(chain):
     versions = client().search_model_versions("name='unit-features'")
     assert len(versions) == 1 and versions[0].tags["extractor_hash"] == report.extractor_hash
     features = mlflow.pyfunc.load_model("models:/unit-features/1")
+    assert features.metadata.saved_input_example_info is not None  # consumers see the input's form
     images = snap.load()["images"][:5]
     from gan.features import extract
     from tasks.evaluate import extractor_for
