@@ -130,7 +130,7 @@ def _channels_last(model: SmallCNN) -> SmallCNN:
     return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
-def unit_floats(images: np.ndarray) -> torch.Tensor:
+def _unit_floats(images: np.ndarray) -> torch.Tensor:
     """uint8 images as float32 in [0, 1], in a fresh tensor (read-only or memory-mapped input is fine)."""
     return torch.from_numpy(images.astype(np.float32)).div_(255.0)
 
@@ -140,7 +140,7 @@ def extract(model: SmallCNN, images: np.ndarray, batch_size: int = 256) -> np.nd
     """uint8 (N, C, H, W) → float64 features (N, feature_dim)."""
     model, out = _channels_last(model), []
     for start in range(0, len(images), batch_size):
-        x = unit_floats(images[start:start + batch_size])
+        x = _unit_floats(images[start:start + batch_size])
         out.append(model.features(x).double().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.head.in_features))
 
@@ -150,7 +150,7 @@ def accuracy(model: SmallCNN, images: np.ndarray, labels: np.ndarray, batch_size
     """Share of ``images`` whose arg-max class equals ``labels``."""
     model, correct = _channels_last(model), 0
     for start in range(0, len(images), batch_size):
-        x = unit_floats(images[start:start + batch_size])
+        x = _unit_floats(images[start:start + batch_size])
         pred = model(x).argmax(1).numpy()
         correct += int((pred == labels[start:start + batch_size]).sum())
     return correct / max(1, len(images))
